@@ -1,0 +1,175 @@
+"""The tile: one H&E image with whatever labels its owner may use, and its folder format.
+
+A tile set on disk is a folder::
+
+    tiles.json              one record per tile: metadata and weak labels
+    images/<name>.png       RGB uint8
+    instances/<name>.png    uint16 instance labels (0 = background), only for tiles that carry them
+
+so a client folder whose supervision is not ``pixel`` visibly holds no ``instances/`` files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+SUPERVISION_LEVELS = ("pixel", "bbox", "points", "none")
+
+_META_FIELDS = ("name", "source", "organ", "group", "subset", "has_instances", "client", "split", "supervision")
+
+
+@dataclass
+class Tile:
+    """One image tile and its labels.
+
+    Attributes:
+        name: unique tile id (the file stem for real data).
+        image: (H, W, 3) uint8 RGB.
+        source: where it came from: ``monuseg``, ``tnbc``, ``folder`` or ``synthetic``.
+        organ: tissue of origin (``unknown`` when the source does not say).
+        group: patient, slide or site the tile belongs to; splits can keep a group together.
+        subset: the publisher's split, ``train`` or ``test`` (official test tiles are an external test set).
+        instances: (H, W) int32 instance labels, 0 = background, or None when withheld.
+        has_instances: True when instances are exact (polygons, synthetic); False when they are
+            connected components of a binary mask, where touching nuclei merge.
+        boxes: (N, 4) float32 ``x0, y0, x1, y1`` per nucleus, pixel edges (x1, y1 exclusive), or None.
+        points: (N, 2) float32 ``x, y`` per nucleus, a pixel inside it, or None.
+        client, split, supervision: set when the tile is assigned to a client.
+    """
+
+    name: str
+    image: np.ndarray
+    source: str
+    organ: str = "unknown"
+    group: str = ""
+    subset: str = "train"
+    instances: np.ndarray | None = None
+    has_instances: bool = False
+    boxes: np.ndarray | None = None
+    points: np.ndarray | None = None
+    client: str = ""
+    split: str = ""
+    supervision: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def n_nuclei(self) -> int:
+        """Nuclei count from whichever label the tile carries (instances, boxes, then points)."""
+        if self.instances is not None:
+            return int(len(np.unique(self.instances[self.instances > 0])))
+        for labels in (self.boxes, self.points):
+            if labels is not None:
+                return int(len(labels))
+        return 0
+
+
+def _record(tile: Tile) -> dict:
+    record = {name: getattr(tile, name) for name in _META_FIELDS}
+    record["height"], record["width"] = tile.height, tile.width
+    record["stored_instances"] = tile.instances is not None
+    record["boxes"] = None if tile.boxes is None else np.asarray(tile.boxes).round(2).tolist()
+    record["points"] = None if tile.points is None else np.asarray(tile.points).round(2).tolist()
+    record["extra"] = tile.extra
+    return record
+
+
+def _write_png(array: np.ndarray, path: Path) -> None:
+    Image.fromarray(array).save(path, compress_level=1)
+
+
+def _write_tiles(tiles: list[Tile], folder: Path) -> None:
+    names = [tile.name for tile in tiles]
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"cannot save tile set {folder}: duplicate tile names {dupes}")
+    (folder / "images").mkdir(parents=True)
+    (folder / "instances").mkdir()
+    for tile in tiles:
+        _write_png(np.ascontiguousarray(tile.image, dtype=np.uint8), folder / "images" / f"{tile.name}.png")
+        if tile.instances is not None:
+            if tile.instances.max(initial=0) > np.iinfo(np.uint16).max:
+                raise ValueError(f"tile {tile.name}: more than 65535 instances cannot be stored as uint16")
+            _write_png(tile.instances.astype(np.uint16), folder / "instances" / f"{tile.name}.png")
+    (folder / "tiles.json").write_text(json.dumps([_record(t) for t in tiles], indent=1))
+
+
+@contextmanager
+def _atomic_folder(folder: Path):
+    """Yield a staging folder that replaces ``folder`` only when the block succeeds."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary data folder
+    try:
+        yield staging
+        _replace_folder(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def save_tiles(tiles: list[Tile], folder: str | os.PathLike) -> None:
+    """Write ``tiles`` to ``folder`` atomically: a failed write leaves the previous folder intact."""
+    with _atomic_folder(Path(folder)) as staging:
+        _write_tiles(tiles, staging)
+
+
+def save_tile_sets(tile_sets: dict[str, list[Tile]], folder: str | os.PathLike) -> None:
+    """Write one tile set per key (e.g. per client) as subfolders of ``folder``, atomically as a whole."""
+    with _atomic_folder(Path(folder)) as staging:
+        for key, tiles in tile_sets.items():
+            _write_tiles(tiles, staging / key)
+
+
+def load_tile_sets(folder: str | os.PathLike) -> dict[str, list[Tile]]:
+    """Read tile sets written by :func:`save_tile_sets`, keyed by subfolder name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} not found: no tile sets there")
+    return {sub.name: load_tiles(sub) for sub in sorted(folder.iterdir()) if (sub / "tiles.json").is_file()}
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        target.rename(old)
+    new.rename(target)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def load_tiles(folder: str | os.PathLike) -> list[Tile]:
+    """Read a tile set written by :func:`save_tiles`."""
+    folder = Path(folder)
+    index = folder / "tiles.json"
+    if not index.is_file():
+        raise FileNotFoundError(f"{index} not found: {folder} is not a tile set folder")
+    tiles = []
+    for record in json.loads(index.read_text()):
+        name = record["name"]
+        image = np.asarray(Image.open(folder / "images" / f"{name}.png").convert("RGB"))
+        instances = None
+        if record["stored_instances"]:
+            instances = np.asarray(Image.open(folder / "instances" / f"{name}.png")).astype(np.int32)
+        boxes = None if record["boxes"] is None else np.asarray(record["boxes"], np.float32).reshape(-1, 4)
+        points = None if record["points"] is None else np.asarray(record["points"], np.float32).reshape(-1, 2)
+        meta = {k: record[k] for k in _META_FIELDS}
+        tiles.append(Tile(image=image, instances=instances, boxes=boxes, points=points, extra=record["extra"], **meta))
+    return tiles

@@ -1,0 +1,114 @@
+"""Kedro dataset classes: the catalog's view of raw sources and tile sets.
+
+Thin wrappers over the library readers and the tile-set folder format; the only module here,
+with the pipelines, that knows Kedro exists.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from kedro.io import AbstractDataset, DatasetError
+
+from fednuclei.data.folders import read_image_mask_folder
+from fednuclei.data.monuseg import read_monuseg
+from fednuclei.data.synthetic import generate_synthetic_tiles
+from fednuclei.data.tiles import Tile, load_tile_sets, load_tiles, save_tile_sets, save_tiles
+from fednuclei.data.tnbc import read_tnbc
+
+logger = logging.getLogger(__name__)
+
+_READERS = {
+    "monuseg": read_monuseg,
+    "tnbc": read_tnbc,
+    "folder": read_image_mask_folder,
+    "synthetic": generate_synthetic_tiles,
+}
+
+
+class TileSourcesDataset(AbstractDataset[None, dict[str, list[Tile]]]):
+    """Read-only: every configured raw source, read into tiles with instance masks.
+
+    ``sources`` maps a source id to ``{format: monuseg|tnbc|folder|synthetic, path: ..., optional: bool,
+    **reader arguments}``. An optional source whose folder is absent is skipped with a log line
+    (the official MoNuSeg test tiles, say); any other problem raises, naming the source.
+    """
+
+    def __init__(self, *, sources: dict[str, dict[str, Any]], metadata: dict[str, Any] | None = None):
+        if not sources:
+            raise DatasetError("TileSourcesDataset needs at least one entry under 'sources'")
+        for source_id, spec in sources.items():
+            if spec.get("format") not in _READERS:
+                raise DatasetError(
+                    f"raw source '{source_id}': unknown format {spec.get('format')!r}; use one of {sorted(_READERS)}"
+                )
+            if spec["format"] != "synthetic" and "path" not in spec:
+                raise DatasetError(f"raw source '{source_id}': missing 'path'")
+        self._sources = sources
+        self.metadata = metadata
+
+    def load(self) -> dict[str, list[Tile]]:
+        loaded = {}
+        for source_id, spec in self._sources.items():
+            arguments = {k: v for k, v in spec.items() if k not in ("format", "path", "optional")}
+            reader = _READERS[spec["format"]]
+            if spec["format"] == "synthetic":
+                loaded[source_id] = reader(**arguments)
+                continue
+            path = Path(spec["path"])
+            if not path.exists() and spec.get("optional", False):
+                logger.info("Optional raw source '%s' not present at %s: skipped", source_id, path)
+                continue
+            if not path.exists():
+                raise DatasetError(f"raw source '{source_id}': folder {path} does not exist (see README, 'Real data')")
+            loaded[source_id] = reader(path, **arguments)
+            logger.info("Read %d tiles from raw source '%s' (%s)", len(loaded[source_id]), source_id, path)
+        return loaded
+
+    def save(self, data: None) -> None:
+        raise DatasetError("raw tile sources are read-only")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"sources": self._sources}
+
+
+class TileSetDataset(AbstractDataset[list[Tile], list[Tile]]):
+    """A folder of tiles (PNG images, uint16 instance PNGs, ``tiles.json``), written atomically."""
+
+    def __init__(self, *, path: str, metadata: dict[str, Any] | None = None):
+        self._path = Path(path)
+        self.metadata = metadata
+
+    def load(self) -> list[Tile]:
+        return load_tiles(self._path)
+
+    def save(self, data: list[Tile]) -> None:
+        save_tiles(data, self._path)
+
+    def _exists(self) -> bool:
+        return (self._path / "tiles.json").is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}
+
+
+class ClientTileSetsDataset(AbstractDataset[dict[str, list[Tile]], dict[str, list[Tile]]]):
+    """One tile-set folder per client under ``path``: the folder a hospital's node reads."""
+
+    def __init__(self, *, path: str, metadata: dict[str, Any] | None = None):
+        self._path = Path(path)
+        self.metadata = metadata
+
+    def load(self) -> dict[str, list[Tile]]:
+        return load_tile_sets(self._path)
+
+    def save(self, data: dict[str, list[Tile]]) -> None:
+        save_tile_sets(data, self._path)
+
+    def _exists(self) -> bool:
+        return self._path.is_dir()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}

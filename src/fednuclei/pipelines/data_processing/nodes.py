@@ -1,0 +1,52 @@
+"""Nodes of the data_processing pipeline: thin calls into ``fednuclei.data``."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from fednuclei.data.partition import build_manifest, client_partitions, evaluation_tiles
+from fednuclei.data.patches import extract_patches
+from fednuclei.data.tiles import Tile
+
+logger = logging.getLogger(__name__)
+
+
+def ingest_tiles(raw_tiles: dict[str, list[Tile]]) -> list[Tile]:
+    """Merge the raw sources into one tile list; a tile name may appear only once."""
+    owners: dict[str, str] = {}
+    clashes = []
+    for source_id, tiles in raw_tiles.items():
+        for tile in tiles:
+            if tile.name in owners:
+                clashes.append(f"{tile.name} ({owners[tile.name]} and {source_id})")
+            owners[tile.name] = source_id
+    if clashes:
+        raise ValueError(f"duplicate tile names across raw sources: {', '.join(clashes[:10])}")
+    tiles = [tile for source_tiles in raw_tiles.values() for tile in source_tiles]
+    exact = sum(tile.has_instances for tile in tiles)
+    logger.info("Ingested %d tiles (%d with exact instances) from %s", len(tiles), exact, list(raw_tiles))
+    return tiles
+
+
+def assign_clients(tiles: list[Tile], clients: list[dict], splits: dict) -> pd.DataFrame:
+    """The tile manifest: client, split and supervision of every tile."""
+    fractions = {name: splits[name] for name in ("train", "val", "test")}
+    manifest = build_manifest(tiles, clients, fractions, seed=splits["seed"])
+    summary = manifest.groupby(["client", "split"]).size().unstack(fill_value=0)
+    logger.info("Tiles per client and split:\n%s", summary.to_string())
+    return manifest
+
+
+def partition_clients(tiles: list[Tile], tile_manifest: pd.DataFrame) -> tuple[dict[str, list[Tile]], list[Tile]]:
+    """Each client's train/val tiles limited to its supervision, and the held-out scoring tiles."""
+    return client_partitions(tiles, tile_manifest), evaluation_tiles(tiles, tile_manifest)
+
+
+def cut_training_patches(partitions: dict[str, list[Tile]], patches: dict) -> dict[str, list[Tile]]:
+    """Training patches of every client (train split only)."""
+    return {
+        client: extract_patches([t for t in tiles if t.split == "train"], patches["size"], patches["stride"])
+        for client, tiles in partitions.items()
+    }

@@ -1,0 +1,50 @@
+"""Shared fixtures: small synthetic tiles, and a throw-away copy of the Kedro project."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fednuclei.data.synthetic import generate_synthetic_tiles
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+
+
+def shared_data_or_skip(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} is absent")
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_tiles():
+    """Three simulated hospitals, five 64x64 tiles each, exact instances."""
+    return generate_synthetic_tiles(n_hospitals=3, tiles_per_hospital=5, size=64, seed=0, nuclei_per_tile=(4, 10))
+
+
+@pytest.fixture
+def kedro_project(tmp_path):
+    """A copy of the project's configuration in a temporary folder, with empty data layers.
+
+    Returns a function that runs ``kedro`` there and returns the completed process.
+    """
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    shutil.copy(REPO / ".telemetry", tmp_path)
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    for layer in ("01_raw", "02_augmented", "03_primary", "04_feature", "05_model_input", "08_reporting"):
+        (tmp_path / "data" / layer).mkdir(parents=True)
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        kedro = Path(sys.executable).with_name("kedro")
+        return subprocess.run([str(kedro), *args], cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    run.path = tmp_path
+    return run
