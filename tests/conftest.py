@@ -38,6 +38,7 @@ def kedro_project(tmp_path):
     shutil.copy(REPO / "pyproject.toml", tmp_path)
     shutil.copy(REPO / ".telemetry", tmp_path)
     shutil.copytree(REPO / "conf", tmp_path / "conf")
+    (tmp_path / "src").mkdir()  # Kedro insists on a source folder; the installed package is used
     for layer in ("01_raw", "02_augmented", "03_primary", "04_feature", "05_model_input", "08_reporting"):
         (tmp_path / "data" / layer).mkdir(parents=True)
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}

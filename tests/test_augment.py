@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import replace
 
+import albumentations as A
 import numpy as np
 import pytest
 from PIL import Image
@@ -68,10 +69,10 @@ def _paint(instances: np.ndarray) -> np.ndarray:
     return image
 
 
-def _instances(height: int, width: int, shapes: list[tuple[str, int, int, int]]) -> np.ndarray:
+def _instances(height: int, width: int, shapes: list[tuple[str, int, int, int]], labels=None) -> np.ndarray:
     """Label map from (kind, centre x, centre y, size) with kind ``square`` (side) or ``disk`` (radius)."""
     instances = np.zeros((height, width), np.int32)
-    for label, (kind, cx, cy, size) in enumerate(shapes, start=1):
+    for label, (kind, cx, cy, size) in zip(labels or range(1, len(shapes) + 1), shapes):
         if kind == "square":
             instances[cy - size // 2 : cy - size // 2 + size, cx - size // 2 : cx - size // 2 + size] = label
         else:
@@ -80,9 +81,9 @@ def _instances(height: int, width: int, shapes: list[tuple[str, int, int, int]])
     return instances
 
 
-def _pixel_tile(name: str = "px", height: int = 96, width: int = 96, shapes=None) -> Tile:
+def _pixel_tile(name: str = "px", height: int = 96, width: int = 96, shapes=None, labels=None) -> Tile:
     shapes = shapes or [("square", 28, 30, 20), ("square", 66, 64, 22), ("disk", 68, 24, 9)]
-    instances = _instances(height, width, shapes)
+    instances = _instances(height, width, shapes, labels)
     return Tile(
         name=name,
         image=_paint(instances),
@@ -141,7 +142,7 @@ def test_instances_boxes_points_follow_the_image(recipe_name, shape):
     recipe = RECIPES[recipe_name]
     height, width = shape
     shapes = [("square", 24, 24, 18), ("square", width - 26, height - 22, 20), ("disk", width - 24, 18, 8)]
-    tile = _pixel_tile(height=height, width=width, shapes=shapes)
+    tile = _pixel_tile(height=height, width=width, shapes=shapes, labels=[7, 300, 4])
     transform = build_transform(recipe)
     for seed in range(25):
         out = augment_tile(tile, transform, copy_index=0, seed=seed)
@@ -150,11 +151,14 @@ def test_instances_boxes_points_follow_the_image(recipe_name, shape):
         assert inst.shape == out.image.shape[:2] and sorted(inst.shape) == sorted(shape)
         labels = np.unique(inst[inst > 0])
         assert labels.tolist() == list(range(1, len(labels) + 1)), "labels must be 1..N"
-        assert len(labels) >= 1
+        assert 1 <= len(labels) <= 3, "nearest-neighbour warping neither invents nor loses all nuclei"
         iou = _iou(_nucleus_pixels(out.image), inst > 0)
         assert iou > 0.8, f"seed {seed}: dark pixels vs instance mask IoU {iou:.3f}"
         assert out.boxes.shape == (len(labels), 4) and out.points.shape == (len(labels), 2)
         for label, (x0, y0, x1, y1), (px, py) in zip(labels, out.boxes, out.points):
+            pieces, _ = ndimage.label(inst == label, structure=np.ones((3, 3)))
+            sizes = np.bincount(pieces.ravel())[1:]
+            assert sizes.max() >= 0.95 * sizes.sum(), "a nucleus stays in one piece (but a stray pixel or two)"
             ys, xs = np.nonzero(inst == label)
             assert (x0, y0, x1, y1) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1), "box must be tight"
             assert inst[int(py), int(px)] == label, "point must lie inside its nucleus"
@@ -195,8 +199,14 @@ def test_pixel_tile_keeps_its_label_kinds_and_metadata():
 )
 @pytest.mark.parametrize("geometry", ["affine", "elastic", "both"])
 def test_weak_boxes_and_points_follow_the_nuclei(kind, rotate_method, geometry):
-    recipe = {"affine": STRONG_AFFINE, "elastic": STRONG_ELASTIC, "both": replace(STRONG_AFFINE, elastic_p=1.0,
-              elastic_alpha_px=3.0, elastic_sigma_px=8.0)}[geometry]
+    # "both" uses the default elastic strength: a box cannot remember where inside it the nucleus
+    # is, so a rotation (a square becomes a diamond in its box) followed by a strong elastic warp
+    # loosens boxes beyond this test's bound (IoU ~0.5 for 3 px RMS / sigma 8 px after 45 degrees).
+    recipe = {
+        "affine": STRONG_AFFINE,
+        "elastic": STRONG_ELASTIC,
+        "both": replace(STRONG_AFFINE, elastic_p=1.0, elastic_alpha_px=2.0, elastic_sigma_px=10.0),
+    }[geometry]
     recipe = replace(recipe, bbox_rotate_method=rotate_method)
     tile = _weak_tile(kind)
     transform = build_transform(recipe)
@@ -283,18 +293,20 @@ def test_copies_do_not_depend_on_the_other_tiles_or_their_order():
 
 
 def test_transforms_draw_from_one_stream_not_identical_streams():
-    # albumentations' own set_random_seed gives every transform the same stream; ours must not:
-    # with flip+affine+HED each at p=0.5 their decisions must not always coincide.
-    recipe = replace(NO_AUGMENTATION, affine_p=0.5, affine_translate_frac=(0.1, 0.1), hed_p=0.5)
+    # albumentations' own Compose(seed=...) / set_random_seed gives every transform an identically
+    # seeded generator, so two steps with the same p fire together on every call; ours must not.
+    recipe = replace(NO_AUGMENTATION, affine_p=0.5, affine_translate_frac=(0.1, 0.1), hed_p=0.5,
+                     hed_scale_limit=0.1, hed_shift_limit=0.1)
     tile = replace(_pixel_tile(), boxes=None, points=None)
     transform = build_transform(recipe)
     moved, coloured = [], []
     for seed in range(40):
         out = augment_tile(tile, transform, 0, seed=seed)
         moved.append(not np.array_equal(out.instances, tile.instances))
-        coloured.append(not np.array_equal(out.image[0, 0], tile.image[0, 0]) and out.image[0, 0].mean() < 250)
+        background = out.image[20:, 20:][out.instances[20:, 20:] == 0]  # clear of the border fill
+        coloured.append(np.abs(np.median(background, axis=0) - BACKGROUND).max() > 1)
     assert 5 < sum(moved) < 35 and 5 < sum(coloured) < 35
-    assert moved != coloured
+    assert moved != coloured, "affine and stain jitter decisions must not be identical"
 
 
 def test_d4_reaches_all_eight_symmetries():
@@ -328,7 +340,7 @@ def test_hed_jitter_with_zero_strength_is_identity():
     same = hed_jitter(image, scale=(1, 1, 1), shift=(0, 0, 0))
     assert np.abs(same.astype(int) - image.astype(int)).max() <= 2
     transform = build_transform(replace(NO_AUGMENTATION, hed_p=1.0, hed_scale_limit=0.0, hed_shift_limit=0.0))
-    out = transform(image=image, bboxes=np.zeros((0, 4)), box_ids=[], keypoints=np.zeros((0, 2)), point_ids=[])
+    out = transform(image=image)
     assert np.abs(out["image"].astype(int) - image.astype(int)).max() <= 2
 
 
@@ -416,3 +428,16 @@ def test_contact_sheet_grid(tmp_path):
     assert yellow[104:].sum() > 50 and cyan[104:].sum() > 5 and not green[104:].any(), "row 2: boxes, points"
     # the fourth column is blank: only 2 copies exist
     assert (sheet[4:104, 3 * 104 + 4 : 4 * 104] == [40, 40, 40]).all()
+
+
+def test_colour_only_weak_tile_keeps_labels_in_new_arrays():
+    tile = _weak_tile("disk")
+    out = augment_tile(tile, build_transform(COLOUR_ONLY), 0, seed=0)
+    np.testing.assert_array_equal(out.boxes, tile.boxes)
+    np.testing.assert_array_equal(out.points, tile.points)
+    assert not np.shares_memory(out.boxes, tile.boxes) and not np.shares_memory(out.points, tile.points)
+
+
+def test_geometric_transform_without_label_processing_is_refused():
+    with pytest.raises(ValueError, match="bbox_params"):
+        augment_tile(_weak_tile("square"), A.Compose([A.HorizontalFlip(p=1.0)]), 0)

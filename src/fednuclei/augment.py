@@ -9,8 +9,10 @@ with one alignment rule:
   and points *recomputed* from the warped map (exact alignment, vanished nuclei dropped, labels
   renumbered ``1..N`` in the order of the original labels);
 * a tile **without instances** (weak client: boxes and/or points) has its boxes and points
-  transformed by albumentations' own bbox / keypoint machinery (boxes clipped to the image,
-  boxes less than ``bbox_min_visibility`` visible and points outside the image removed);
+  moved by albumentations' bbox / keypoint processing (``D4`` and ``Affine`` natively; the elastic
+  step is :class:`SmoothElasticTransform`, which overrides the slow native box/point mapping),
+  boxes clipped to the image, boxes less than ``bbox_min_visibility`` visible and points outside
+  the image removed;
 * a tile's label *kinds* never change: instances are never invented for a tile that had none, and
   boxes / points are only produced where the original tile carried them.
 
@@ -94,8 +96,9 @@ class AugmentationRecipe:
         hed_p: probability of the HED stain jitter.
         hed_scale_limit: each of H, E, D optical densities is multiplied by ``U(1-l, 1+l)``.
         hed_shift_limit: then shifted by ``U(-l, l)``, in natural-log optical density units
-            (skimage's ``rgb2hed`` values times ``ln(1e6)`` = 13.8). 0.05/0.05 is "HED-light"
-            (Tellez et al. 2018/2019); 0.2/0.2 is "HED-strong".
+            (skimage's ``rgb2hed`` values times ``ln(1e6)`` = 13.8). 0.05/0.05 is a light jitter
+            (background moves by up to ~10 grey levels); ~0.2/0.2 a strong one (cf. the
+            "HED-light"/"HED-strong" augmentations of Tellez et al. 2019).
         brightness_contrast_p: probability of ``RandomBrightnessContrast``.
         brightness_limit: brightness change range ``±l`` (fraction of 255).
         contrast_limit: contrast change range ``±l``.
@@ -161,7 +164,10 @@ class AugmentationRecipe:
             self.bbox_rotate_method in _BBOX_ROTATE_METHODS,
             f"bbox_rotate_method must be one of {_BBOX_ROTATE_METHODS}, got {self.bbox_rotate_method!r}",
         )
-        _check(0 <= self.bbox_min_visibility <= 1, f"bbox_min_visibility must be in [0, 1], got {self.bbox_min_visibility}")
+        _check(
+            0 <= self.bbox_min_visibility <= 1,
+            f"bbox_min_visibility must be in [0, 1], got {self.bbox_min_visibility}",
+        )
 
     @classmethod
     def from_dict(cls, params: Mapping[str, Any] | None = None, **overrides: Any) -> "AugmentationRecipe":
@@ -223,7 +229,8 @@ def hed_jitter(image: np.ndarray, scale: Sequence[float], shift: Sequence[float]
         shift: 3 offsets for H, E, D in natural-log OD units (0 = unchanged).
 
     Returns:
-        (H, W, 3) uint8 RGB; ``scale=(1,1,1), shift=(0,0,0)`` returns the image within ±1 grey level.
+        (H, W, 3) uint8 RGB; ``scale=(1,1,1), shift=(0,0,0)`` returns the image unchanged (exact
+        round trip, unlike ``hed2rgb(rgb2hed(x))``, which clips negative densities).
     """
     _check_rgb_uint8(image)
     scale = np.asarray(scale, np.float64).reshape(3)
@@ -275,12 +282,12 @@ class HEDJitter(A.ImageOnlyTransform):
 
 
 class SmoothElasticTransform(A.ElasticTransform):
-    """``ElasticTransform`` with a size-independent field and fast, exact box/point mapping.
+    """``ElasticTransform`` with a size-independent field and fast, accurate box/point mapping.
 
     albumentations 2.0.8's field (max-normalised noise, blurred with replicated borders after
     stacking dx over dy) has a strength that depends on the tile size and is ~3x stronger within
     ``sigma`` of the tile edges; its bbox mapping rasterises one full-size mask per box (about 9 s
-    for 300 boxes on a 1000x1000 tile) and its keypoint mapping is off by up to a pixel.
+    for 300 boxes on a 1000x1000 tile) and its keypoint mapping is off by about a pixel.
     Here:
 
     * the field is white noise smoothed per axis with a Gaussian of ``sigma`` px (reflected borders)
@@ -365,7 +372,9 @@ class SmoothElasticTransform(A.ElasticTransform):
         return out
 
 
-def _forward_map(x: np.ndarray, y: np.ndarray, displacement: np.ndarray, iterations: int) -> tuple[np.ndarray, np.ndarray]:
+def _forward_map(
+    x: np.ndarray, y: np.ndarray, displacement: np.ndarray, iterations: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Solve ``u + d(u) = p`` for the output positions ``u`` of input points ``p`` (pixel centres).
 
     ``displacement`` is (2, H, W): the output pixel ``u`` samples the input at ``u + d(u)``.
@@ -444,9 +453,9 @@ def build_transform(recipe: AugmentationRecipe | Mapping[str, Any] | None = None
         )
     if r.blur_p > 0 and r.blur_sigma[1] > 0:
         steps.append(A.GaussianBlur(sigma_limit=r.blur_sigma, blur_limit=0, p=r.blur_p))
-    transform = A.Compose(
-        steps,
-        bbox_params=A.BboxParams(
+    label_params: dict[str, Any] = {}
+    if any(isinstance(step, A.DualTransform) for step in steps):  # albumentations warns about idle processors
+        label_params["bbox_params"] = A.BboxParams(
             format="pascal_voc",
             label_fields=[_BOX_IDS],
             min_visibility=r.bbox_min_visibility,
@@ -454,10 +463,11 @@ def build_transform(recipe: AugmentationRecipe | Mapping[str, Any] | None = None
             min_height=1.0,
             clip=True,
             filter_invalid_bboxes=True,
-        ),
-        keypoint_params=A.KeypointParams(format="xy", label_fields=[_POINT_IDS], remove_invisible=True),
-        mask_interpolation=cv2.INTER_NEAREST,
-    )
+        )
+        label_params["keypoint_params"] = A.KeypointParams(
+            format="xy", label_fields=[_POINT_IDS], remove_invisible=True
+        )
+    transform = A.Compose(steps, mask_interpolation=cv2.INTER_NEAREST, **label_params)
     seed_transform(transform, 0)
     return transform
 
@@ -506,32 +516,28 @@ def augment_tile(tile: Tile, transform: A.Compose, copy_index: int, seed: int | 
     image = np.ascontiguousarray(tile.image, dtype=np.uint8)
     boxes = _as_array(tile.boxes, 4)
     points = _as_array(tile.points, 2)
-    empty_boxes, empty_points = np.zeros((0, 4), np.float32), np.zeros((0, 2), np.float32)
+    moves_labels = "bboxes" in transform.processors and "keypoints" in transform.processors
+    if not moves_labels and _moves_pixels(transform):
+        raise ValueError("transform has geometric steps but no bbox_params/keypoint_params; use build_transform")
+    data: dict[str, Any] = {"image": image}
     if tile.instances is not None:
-        out = transform(
-            image=image,
-            mask=_mask_dtype(tile.instances),
-            bboxes=empty_boxes,
-            box_ids=[],
-            keypoints=empty_points,
-            point_ids=[],
-        )
+        data["mask"] = _mask_dtype(tile.instances)
+        if moves_labels:  # the processors need their fields even when there is nothing to move
+            data |= _label_data(np.zeros((0, 4), np.float32), np.zeros((0, 2), np.float32))
+        out = transform(**data)
         instances = _relabel(np.asarray(out["mask"]))
         new_boxes = boxes_from_instances(instances) if tile.boxes is not None else None
         new_points = points_from_instances(instances) if tile.points is not None else None
+    elif not moves_labels:  # colour only: labels stay where they are
+        out = transform(**data)
+        instances, new_boxes, new_points = None, boxes.copy(), points.copy()
     else:
         instances = None
-        out = transform(
-            image=image,
-            bboxes=boxes,
-            box_ids=np.arange(len(boxes)),
-            keypoints=points,
-            point_ids=np.arange(len(points)),
-        )
+        data |= _label_data(boxes, points)
+        out = transform(**data)
         height, width = out["image"].shape[:2]
-        new_boxes = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
-        new_points = np.asarray(out["keypoints"], np.float32).reshape(-1, 2)[:, :2]
-        new_points = np.rint(new_points)
+        new_boxes = _columns(out["bboxes"], 4)
+        new_points = np.rint(_columns(out["keypoints"], 2))
         np.clip(new_points[:, 0], 0, width - 1, out=new_points[:, 0])
         np.clip(new_points[:, 1], 0, height - 1, out=new_points[:, 1])
         box_ids = np.asarray(out[_BOX_IDS], np.int64).reshape(-1)
@@ -542,6 +548,7 @@ def augment_tile(tile: Tile, transform: A.Compose, copy_index: int, seed: int | 
             both = np.intersect1d(box_ids, point_ids)  # keep nucleus i only with both its box and point
             new_boxes = new_boxes[np.isin(box_ids, both)]
             new_points = new_points[np.isin(point_ids, both)]
+    if instances is None:
         new_boxes = new_boxes if tile.boxes is not None else None
         new_points = new_points if tile.points is not None else None
     return replace(
@@ -573,6 +580,23 @@ def augment_tiles(
     return [augment_tile(tile, transform, k, seed=seed) for tile in tiles for k in range(copies)]
 
 
+def _columns(values: Any, width: int) -> np.ndarray:
+    """First ``width`` columns of albumentations' bboxes / keypoints output as float32 (N, width)."""
+    array = np.asarray(values, np.float32)
+    return array.reshape(len(array), -1)[:, :width] if len(array) else np.zeros((0, width), np.float32)
+
+
+def _label_data(boxes: np.ndarray, points: np.ndarray) -> dict[str, Any]:
+    return {"bboxes": boxes, _BOX_IDS: np.arange(len(boxes)), "keypoints": points, _POINT_IDS: np.arange(len(points))}
+
+
+def _moves_pixels(transform: A.BaseCompose) -> bool:
+    for step in transform.transforms:
+        if isinstance(step, A.DualTransform) or (isinstance(step, A.BaseCompose) and _moves_pixels(step)):
+            return True
+    return False
+
+
 def _as_array(labels: np.ndarray | None, width: int) -> np.ndarray:
     if labels is None:
         return np.zeros((0, width), np.float32)
@@ -593,11 +617,12 @@ def _mask_dtype(instances: np.ndarray) -> np.ndarray:
 
 def _relabel(mask: np.ndarray) -> np.ndarray:
     """Labels renumbered 1..N keeping their order; 0 stays background."""
-    labels = np.rint(mask).astype(np.int64)
-    present, inverse = np.unique(labels, return_inverse=True)
-    if len(present) and present[0] == 0:
-        return inverse.reshape(labels.shape).astype(np.int32)
-    return (inverse.reshape(labels.shape) + 1).astype(np.int32)
+    labels = np.rint(mask).astype(np.int64) if mask.dtype.kind == "f" else mask.astype(np.int64)
+    present = np.bincount(labels.ravel()) > 0
+    present[0] = False
+    lookup = np.zeros(len(present), np.int32)
+    lookup[present] = np.arange(1, int(present.sum()) + 1, dtype=np.int32)
+    return lookup[labels]
 
 
 # --------------------------------------------------------------------------------------------
