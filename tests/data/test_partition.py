@@ -33,6 +33,13 @@ def test_weak_clients_hold_no_pixel_masks_in_memory_or_on_disk(tmp_path, synthet
         assert list((tmp_path / "partitions" / weak / "instances").iterdir()) == []
 
 
+def test_full_label_view_keeps_every_clients_masks(synthetic_tiles):
+    manifest = build_manifest(synthetic_tiles, MIXED, FRACTIONS, seed=0)
+    partitions = client_partitions(synthetic_tiles, manifest, full_labels=True)
+    assert all(t.instances is not None for tiles in partitions.values() for t in tiles)
+    assert {t.supervision for t in partitions["boxes"]} == {"bbox"}
+
+
 def test_points_client_keeps_points_only(synthetic_tiles):
     manifest = build_manifest(synthetic_tiles, MIXED, FRACTIONS, seed=0)
     dots = client_partitions(synthetic_tiles, manifest)["dots"]

@@ -46,19 +46,22 @@ def test_default_data_processing_and_augmentation_on_synthetic_data(kedro_projec
     assert len(manifest) == 40 and set(manifest["source"]) == {"synthetic"}
     assert manifest.groupby("client")["split"].value_counts().unstack()[["train", "val", "test"]].min().min() >= 1
 
-    partitions = load_tile_sets(data / "04_feature" / "client_partitions")
-    for client, supervision in manifest.groupby("client")["supervision"].first().items():
-        stored = list((data / "04_feature" / "client_partitions" / client / "instances").iterdir())
-        assert bool(stored) == (supervision == "pixel"), client
-        assert {t.supervision for t in partitions[client]} == {supervision}
-
-    augmented = load_tile_sets(data / "02_augmented" / "client_partitions")
-    for client, tiles in partitions.items():
-        n_train = sum(t.split == "train" for t in tiles)
-        assert len(augmented[client]) == 4 * n_train
-        assert {t.extra["augmented_from"] for t in augmented[client]} == {t.name for t in tiles if t.split == "train"}
-    patches = load_tile_sets(data / "05_model_input" / "augmented_patches")
-    assert all(p.image.shape == (128, 128, 3) for tiles in patches.values() for p in tiles)
+    supervision_of = manifest.groupby("client")["supervision"].first()
+    for view in ("supervised", "full"):
+        partitions = load_tile_sets(data / "04_feature" / view / "client_partitions")
+        augmented = load_tile_sets(data / "02_augmented" / view / "client_partitions")
+        patches = load_tile_sets(data / "05_model_input" / view / "augmented_patches")
+        for client, supervision in supervision_of.items():
+            holds_masks = view == "full" or supervision == "pixel"
+            for folder in ("04_feature", "02_augmented"):
+                stored = list((data / folder / view / "client_partitions" / client / "instances").iterdir())
+                assert bool(stored) == holds_masks, (view, folder, client)
+            assert all((p.instances is not None) == holds_masks for p in patches[client])
+            assert {t.supervision for t in partitions[client]} == {supervision}
+            training = {t.name for t in partitions[client] if t.split == "train"}
+            assert len(augmented[client]) == 4 * len(training)
+            assert {t.extra["augmented_from"] for t in augmented[client]} == training
+        assert all(p.image.shape == (128, 128, 3) for tiles in patches.values() for p in tiles)
     assert Image.open(data / "08_reporting" / "augmentation_contact_sheet.png").mode == "RGB"
 
 
@@ -77,5 +80,6 @@ def test_real_data_processing_ingests_monuseg_and_tnbc(kedro_project):
     assert set(manifest["client"]) == {"breast", "kidney", "liver", "prostate", "bladder_colon_stomach", "tnbc"}
     assert manifest.groupby("client")["split"].nunique().eq(3).all()
     assert (tnbc.groupby("group")["split"].nunique() == 1).all()
-    index = json.loads((kedro_project.path / "data" / "04_feature" / "client_partitions" / "liver" / "tiles.json").read_text())
+    partitions = kedro_project.path / "data" / "04_feature" / "supervised" / "client_partitions"
+    index = json.loads((partitions / "liver" / "tiles.json").read_text())
     assert all(not r["stored_instances"] and r["boxes"] for r in index)

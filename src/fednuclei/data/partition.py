@@ -199,13 +199,19 @@ def _annotate(tile: Tile, row: pd.Series) -> Tile:
     return replace(tile, client=row["client"], split=row["split"], supervision=row["supervision"])
 
 
-def client_partitions(tiles: list[Tile], manifest: pd.DataFrame) -> dict[str, list[Tile]]:
-    """Each client's train and val tiles, with only the labels its supervision level allows."""
+def client_partitions(tiles: list[Tile], manifest: pd.DataFrame, *, full_labels: bool = False) -> dict[str, list[Tile]]:
+    """Each client's train and val tiles.
+
+    Args:
+        full_labels: False: only the labels each client's supervision level allows (what the
+            hospital really holds). True: every client keeps its pixel masks, the fully supervised
+            reference that FedAvg, local and centralized training are measured against.
+    """
     by_name = {t.name: t for t in tiles}
     partitions: dict[str, list[Tile]] = {}
     for _, row in manifest[manifest["split"].isin(["train", "val"])].iterrows():
-        tile = restrict_labels(_annotate(by_name[row["tile"]], row), row["supervision"])
-        partitions.setdefault(row["client"], []).append(tile)
+        tile = _annotate(by_name[row["tile"]], row)
+        partitions.setdefault(row["client"], []).append(tile if full_labels else restrict_labels(tile, row["supervision"]))
     return partitions
 
 

@@ -1,25 +1,19 @@
-"""Training tiles -> augmented copies -> contact sheet and augmented patches."""
+"""Training tiles -> augmented copies -> their patches, in both label views; a contact sheet."""
 
-from kedro.pipeline import Node, Pipeline
+from kedro.pipeline import Node, Pipeline, pipeline
 
-from ..data_processing.nodes import cut_training_patches
+from ..data_processing.nodes import LABEL_VIEWS, cut_training_patches
 from .nodes import augment_training_tiles, draw_contact_sheet
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    return Pipeline(
+def label_view(view: str) -> Pipeline:
+    template = Pipeline(
         [
             Node(
                 augment_training_tiles,
                 ["client_partitions", "params:augmentation"],
                 "augmented_partitions",
                 name="augment_training_tiles",
-            ),
-            Node(
-                draw_contact_sheet,
-                ["client_partitions", "augmented_partitions"],
-                "augmentation_contact_sheet",
-                name="draw_contact_sheet",
             ),
             Node(
                 cut_training_patches,
@@ -29,3 +23,18 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
         ]
     )
+    return pipeline(template, namespace=view, parameters={"params:patches", "params:augmentation"})
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    sheet = Pipeline(
+        [
+            Node(
+                draw_contact_sheet,
+                ["supervised.client_partitions", "supervised.augmented_partitions"],
+                "augmentation_contact_sheet",
+                name="draw_contact_sheet",
+            )
+        ]
+    )
+    return sum(label_view(view) for view in LABEL_VIEWS) + sheet

@@ -12,6 +12,8 @@ from fednuclei.data.tiles import Tile
 
 logger = logging.getLogger(__name__)
 
+LABEL_VIEWS = ("supervised", "full")
+
 
 def ingest_tiles(raw_tiles: dict[str, list[Tile]]) -> list[Tile]:
     """Merge the raw sources into one tile list; a tile name may appear only once."""
@@ -39,9 +41,16 @@ def assign_clients(tiles: list[Tile], clients: list[dict], splits: dict) -> pd.D
     return manifest
 
 
-def partition_clients(tiles: list[Tile], tile_manifest: pd.DataFrame) -> tuple[dict[str, list[Tile]], list[Tile]]:
-    """Each client's train/val tiles limited to its supervision, and the held-out scoring tiles."""
-    return client_partitions(tiles, tile_manifest), evaluation_tiles(tiles, tile_manifest)
+def partition_clients(tiles: list[Tile], tile_manifest: pd.DataFrame, labels: str) -> dict[str, list[Tile]]:
+    """Each client's train/val tiles; ``labels`` is ``supervised`` (as configured) or ``full`` (all masks)."""
+    if labels not in LABEL_VIEWS:
+        raise ValueError(f"labels must be one of {LABEL_VIEWS}, got {labels!r}")
+    return client_partitions(tiles, tile_manifest, full_labels=labels == "full")
+
+
+def select_evaluation_tiles(tiles: list[Tile], tile_manifest: pd.DataFrame) -> list[Tile]:
+    """Held-out tiles (val, test, external test) with their full ground truth, for scoring only."""
+    return evaluation_tiles(tiles, tile_manifest)
 
 
 def cut_training_patches(partitions: dict[str, list[Tile]], patches: dict) -> dict[str, list[Tile]]:
