@@ -15,8 +15,10 @@ from kedro.io import AbstractDataset, DatasetError
 from fednuclei.data.folders import read_image_mask_folder
 from fednuclei.data.monuseg import read_monuseg
 from fednuclei.data.synthetic import generate_synthetic_tiles
-from fednuclei.data.tiles import Tile, load_tile_sets, load_tiles, save_tile_sets, save_tiles
+from fednuclei.data.tiles import Tile, atomic_folder, load_tile_sets, load_tiles, save_tile_sets, save_tiles
 from fednuclei.data.tnbc import read_tnbc
+from fednuclei.model.training import load_model, save_model
+from fednuclei.model.unet import UNet
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +108,50 @@ class ClientTileSetsDataset(AbstractDataset[dict[str, list[Tile]], dict[str, lis
 
     def save(self, data: dict[str, list[Tile]]) -> None:
         save_tile_sets(data, self._path)
+
+    def _exists(self) -> bool:
+        return self._path.is_dir()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}
+
+
+class ModelDataset(AbstractDataset[UNet, UNet]):
+    """One trained U-Net as a ``.pt`` file (:func:`fednuclei.model.training.save_model` format)."""
+
+    def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None):
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def load(self) -> UNet:
+        return load_model(self._filepath)[0]
+
+    def save(self, data: UNet) -> None:
+        save_model(data, self._filepath)
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
+
+
+class ModelSetDataset(AbstractDataset[dict[str, UNet], dict[str, UNet]]):
+    """Several U-Nets (one per client, say) as ``<path>/<name>.pt``, replaced as a whole."""
+
+    def __init__(self, *, path: str, metadata: dict[str, Any] | None = None):
+        self._path = Path(path)
+        self.metadata = metadata
+
+    def load(self) -> dict[str, UNet]:
+        if not self._path.is_dir():
+            raise DatasetError(f"no models at {self._path}")
+        return {file.stem: load_model(file)[0] for file in sorted(self._path.glob("*.pt"))}
+
+    def save(self, data: dict[str, UNet]) -> None:
+        with atomic_folder(self._path) as staging:
+            for name, model in data.items():
+                save_model(model, staging / f"{name}.pt")
 
     def _exists(self) -> bool:
         return self._path.is_dir()

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,7 +112,7 @@ def _write_tiles(tiles: list[Tile], folder: Path) -> None:
 
 
 @contextmanager
-def _atomic_folder(folder: Path):
+def atomic_folder(folder: Path):
     """Yield a staging folder that replaces ``folder`` only when the block succeeds."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
@@ -126,23 +127,50 @@ def _atomic_folder(folder: Path):
 
 def save_tiles(tiles: list[Tile], folder: str | os.PathLike) -> None:
     """Write ``tiles`` to ``folder`` atomically: a failed write leaves the previous folder intact."""
-    with _atomic_folder(Path(folder)) as staging:
+    with atomic_folder(Path(folder)) as staging:
         _write_tiles(tiles, staging)
 
 
 def save_tile_sets(tile_sets: dict[str, list[Tile]], folder: str | os.PathLike) -> None:
     """Write one tile set per key (e.g. per client) as subfolders of ``folder``, atomically as a whole."""
-    with _atomic_folder(Path(folder)) as staging:
+    with atomic_folder(Path(folder)) as staging:
         for key, tiles in tile_sets.items():
             _write_tiles(tiles, staging / key)
 
 
-def load_tile_sets(folder: str | os.PathLike) -> dict[str, list[Tile]]:
-    """Read tile sets written by :func:`save_tile_sets`, keyed by subfolder name."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} not found: no tile sets there")
-    return {sub.name: load_tiles(sub) for sub in sorted(folder.iterdir()) if (sub / "tiles.json").is_file()}
+class TileSetFolders(Mapping[str, list[Tile]]):
+    """Tile sets written by :func:`save_tile_sets`, keyed by subfolder, each read on first access.
+
+    Training reads a client's folder by path (``folder(key)``) without decoding the images here.
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{self.root} not found: no tile sets there")
+        self._keys = [sub.name for sub in sorted(self.root.iterdir()) if (sub / "tiles.json").is_file()]
+        self._loaded: dict[str, list[Tile]] = {}
+
+    def folder(self, key: str) -> Path:
+        if key not in self._keys:
+            raise KeyError(f"no tile set {key!r} under {self.root} (there are {self._keys})")
+        return self.root / key
+
+    def __getitem__(self, key: str) -> list[Tile]:
+        if key not in self._loaded:
+            self._loaded[key] = load_tiles(self.folder(key))
+        return self._loaded[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def load_tile_sets(folder: str | os.PathLike) -> TileSetFolders:
+    """Tile sets written by :func:`save_tile_sets`, read lazily (see :class:`TileSetFolders`)."""
+    return TileSetFolders(folder)
 
 
 def _replace_folder(new: Path, target: Path) -> None:

@@ -1,0 +1,5 @@
+"""One training-and-evaluation template, instantiated per method under the method's namespace."""
+
+from .pipeline import METHODS, create_method_pipeline, create_pipeline
+
+__all__ = ["METHODS", "create_method_pipeline", "create_pipeline"]

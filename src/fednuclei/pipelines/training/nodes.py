@@ -1,0 +1,168 @@
+"""Nodes of the training template: build the run's settings, call the library, shape the outputs."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # nodes run headless
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from fednuclei.baselines import train_centralized, train_local
+from fednuclei.data.tiles import Tile, TileSetFolders
+from fednuclei.evaluation import cross_site_dice, overlay, score_tiles
+from fednuclei.federated.client_data import load_client_data
+from fednuclei.federated.settings import FederatedSettings
+from fednuclei.federated.simulation import run_federated
+from fednuclei.metrics import summarise
+from fednuclei.model.training import load_model, pick_device
+from fednuclei.model.unet import UNet
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_LEVELS = ["client", "organ", "split"]
+
+
+def run_settings(
+    client_patches: TileSetFolders,
+    augmented_patches: TileSetFolders,
+    client_partitions: TileSetFolders,
+    tile_manifest: pd.DataFrame,
+    training: dict,
+    profiles: dict,
+    profile: str,
+) -> dict:
+    """The settings of one method's run, as a Flower run config: the profile's budget, the clients
+    that start the federation (``join_round`` 0), and where their patches and validation tiles are."""
+    if profile not in profiles:
+        raise ValueError(f"unknown compute profile {profile!r}; profiles: {sorted(profiles)}")
+    starting = tile_manifest[(tile_manifest["join_round"] == 0) & (tile_manifest["client"] != "")]
+    clients = tuple(sorted(starting["client"].unique()))
+    budget = {**profiles[profile], **training}
+    roots = [client_patches.root, augmented_patches.root, client_partitions.root]
+    try:
+        return FederatedSettings(
+            clients=clients,
+            train_roots=(str(roots[0].resolve()), str(roots[1].resolve())),
+            val_root=str(roots[2].resolve()),
+            data_version=data_version(roots),
+            **budget,
+        ).to_run_config()
+    except TypeError as error:  # an unknown key in the YAML
+        raise ValueError(f"training parameters of profile {profile!r}: {error}") from error
+
+
+def data_version(roots: list[Path]) -> str:
+    """A digest of every tile-set index under ``roots``: new data starts a new federated run
+    instead of resuming checkpoints trained on the old."""
+    digest = hashlib.sha256()
+    for root in roots:
+        for index in sorted(Path(root).glob("*/tiles.json")):
+            digest.update(index.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _client_data(settings: FederatedSettings):
+    """Each client's training patches and validation tiles, read exactly as a Flower client reads them."""
+    data = {client: load_client_data(client, Path("."), settings) for client in settings.clients}
+    return {c: d.train for c, d in data.items()}, {c: d.val for c, d in data.items()}
+
+
+def train_federated_model(run_config: dict) -> tuple[UNet, pd.DataFrame]:
+    """FedAvg on Flower's simulation runtime; the model of the best round by validation Dice."""
+    best_path, history = run_federated(FederatedSettings.from_run_config(run_config))
+    return load_model(best_path)[0], pd.json_normalize(history)  # clients.<name>.<metric> columns
+
+
+def train_centralized_model(run_config: dict) -> tuple[UNet, pd.DataFrame]:
+    """One model on all clients' patches pooled, same budget."""
+    settings = FederatedSettings.from_run_config(run_config)
+    model, history = train_centralized(*_client_data(settings), settings, pick_device())
+    return model, pd.DataFrame(history)
+
+
+def train_local_models(run_config: dict) -> tuple[dict[str, UNet], pd.DataFrame]:
+    """One model per client on its own patches, same budget."""
+    settings = FederatedSettings.from_run_config(run_config)
+    models, history = train_local(*_client_data(settings), settings, pick_device())
+    return models, pd.DataFrame(history)
+
+
+def round_metrics(history: pd.DataFrame) -> dict[str, list[dict]]:
+    """Per-round numbers for MLflow (``step`` = round); with several runs (local training) each
+    name is prefixed by its run (the client)."""
+    several = "run" in history and history["run"].nunique() > 1
+    metrics: dict[str, list[dict]] = {}
+    for row in history.to_dict("records"):
+        prefix = f"{row['run']}." if several else ""
+        for key, value in row.items():
+            if key in ("round", "run") or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if np.isfinite(value):
+                metrics.setdefault(prefix + key, []).append({"value": float(value), "step": int(row["round"])})
+    return metrics
+
+
+def _evaluate(models_for, tiles: list[Tile], run_config: dict):
+    settings = FederatedSettings.from_run_config(run_config)
+    per_image, predictions = score_tiles(models_for, tiles, patch=settings.infer_patch, overlap=settings.infer_overlap)
+    summary = summarise(per_image, SUMMARY_LEVELS)
+    by_name = {tile.name: tile for tile in tiles}
+    instances = {name: Image.fromarray(labels.astype(np.uint16)) for name, labels in predictions.items()}
+    overlays = {name: Image.fromarray(overlay(by_name[name].image, labels)) for name, labels in predictions.items()}
+    return per_image, summary, instances, overlays
+
+
+def evaluate_global_model(model: UNet, evaluation_tiles: list[Tile], run_config: dict):
+    """Score one model on every held-out tile: per-image table, summary, instance PNGs, overlays."""
+    return _evaluate(lambda tile: model, evaluation_tiles, run_config)
+
+
+def evaluate_local_models(models: dict[str, UNet], evaluation_tiles: list[Tile], run_config: dict):
+    """Score each client's model on its own held-out tiles, and every model on every client's test
+    tiles (the cross-site Dice matrix)."""
+    own = [tile for tile in evaluation_tiles if tile.client in models]
+    per_image, summary, instances, overlays = _evaluate(lambda tile: models[tile.client], own, run_config)
+    settings = FederatedSettings.from_run_config(run_config)
+    matrix = cross_site_dice(models, [t for t in own if t.split == "test"], patch=settings.infer_patch,
+                             overlap=settings.infer_overlap)
+    return per_image, summary, instances, overlays, matrix.reset_index()
+
+
+def final_metrics(summary: pd.DataFrame) -> dict[str, dict]:
+    """Overall test-split means and per-client test means, for MLflow."""
+    test = summary[(summary["level"] == "split") & (summary["group"] == "test")]
+    metrics = {f"test.{row.metric}": {"value": float(row.mean), "step": 0} for row in test.itertuples() if np.isfinite(row.mean)}
+    return metrics
+
+
+def plot_learning_curves(history: pd.DataFrame) -> plt.Figure:
+    """Training loss and validation Dice per round (one line per run for local training)."""
+    figure, (loss_axis, dice_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    runs = history.groupby("run") if "run" in history else [("global", history)]
+    for name, rows in runs:
+        loss_axis.plot(rows["round"], rows["train_loss"], marker="o", label=name)
+        dice_axis.plot(rows["round"], rows["val_dice"], marker="o", label=name)
+    loss_axis.set(xlabel="round", ylabel="training loss (Dice + BCE)", title="training loss")
+    dice_axis.set(xlabel="round", ylabel="validation Dice", title="validation Dice", ylim=(0, 1))
+    dice_axis.legend(fontsize="small")
+    figure.tight_layout()
+    return figure
+
+
+def plot_client_scores(per_image: pd.DataFrame) -> plt.Figure:
+    """Test Dice, AJI and PQ per client, as grouped bars."""
+    test = per_image[per_image["split"] == "test"]
+    means = test.groupby("client")[["dice", "aji", "pq"]].mean()
+    figure, axis = plt.subplots(figsize=(max(6, 1.4 * len(means)), 4))
+    means.plot.bar(ax=axis, rot=0)
+    axis.set(ylabel="mean over test tiles", ylim=(0, 1), title="test scores per client")
+    axis.legend(ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
+    figure.tight_layout()
+    return figure
