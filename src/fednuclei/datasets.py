@@ -12,10 +12,11 @@ from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
+from fednuclei.atomic import atomic_folder
 from fednuclei.data.folders import read_image_mask_folder
 from fednuclei.data.monuseg import read_monuseg
 from fednuclei.data.synthetic import generate_synthetic_tiles
-from fednuclei.data.tiles import Tile, atomic_folder, load_tile_sets, load_tiles, save_tile_sets, save_tiles
+from fednuclei.data.tiles import Tile, load_tile_sets, load_tiles, save_tile_sets, save_tiles
 from fednuclei.data.tnbc import read_tnbc
 from fednuclei.model.training import load_model, save_model
 from fednuclei.model.unet import UNet

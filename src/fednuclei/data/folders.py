@@ -5,17 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fednuclei.data.images import instances_from_mask, read_mask, read_rgb
+from fednuclei.data.images import read_rgb
 from fednuclei.data.pairing import (
     IMAGE_EXTENSIONS,
     MASK_SUFFIXES,
-    check_same_size,
     list_files,
     pair_by_stem,
+    read_mask_instances,
     warn_unpaired,
 )
-from fednuclei.data.tiles import Tile
-from fednuclei.data.weak_labels import boxes_from_instances, points_from_instances
+from fednuclei.data.tiles import Tile, annotated_tile
 
 __all__ = ["read_image_mask_folder"]
 
@@ -71,21 +70,16 @@ def read_image_mask_folder(
     tiles = []
     for image_path, mask_path in pairing.pairs.items():
         image = read_rgb(image_path)
-        mask = read_mask(mask_path)
-        check_same_size(image_path, image, mask_path, mask, "mask")
-        instances = instances_from_mask(mask)
         tiles.append(
-            Tile(
-                name=f"{source}_{image_path.stem}",
-                image=image,
+            annotated_tile(
+                f"{source}_{image_path.stem}",
+                image,
+                read_mask_instances(mask_path, image_path, image),
                 source=source,
                 organ=organ,
                 group="",
                 subset="train",
-                instances=instances,
                 has_instances=False,
-                boxes=boxes_from_instances(instances),
-                points=points_from_instances(instances),
                 extra={"image_file": f"{images}/{image_path.name}", "label_file": f"{masks}/{mask_path.name}"},
             )
         )

@@ -39,16 +39,15 @@ from xml.etree import ElementTree
 import numpy as np
 from skimage.draw import polygon as _draw_polygon
 
-from fednuclei.data.images import DataWarning, instances_from_mask, read_mask, read_rgb
+from fednuclei.data.images import DataWarning, read_rgb
 from fednuclei.data.pairing import (
-    check_same_size,
     list_files,
     natural_key,
     pair_by_stem,
+    read_mask_instances,
     warn_unpaired,
 )
-from fednuclei.data.tiles import Tile
-from fednuclei.data.weak_labels import boxes_from_instances, points_from_instances
+from fednuclei.data.tiles import Tile, annotated_tile
 
 __all__ = [
     "MONUSEG_TRAIN_ORGAN_TILES",
@@ -314,9 +313,7 @@ def read_monuseg(
             )
         else:
             mask_path = by_mask.pairs[image_path]
-            mask = read_mask(mask_path)
-            check_same_size(image_path, image, mask_path, mask, "mask")
-            instances = instances_from_mask(mask)
+            instances = read_mask_instances(mask_path, image_path, image)
             has_instances = False
             extra.update(label_file=mask_path.name)
         site = site_code(name)
@@ -325,17 +322,15 @@ def read_monuseg(
             unknown.append(f"{name} (site {site})" if site else f"{name} (no TCGA site code)")
             organ = "unknown"
         tiles.append(
-            Tile(
-                name=name,
-                image=image,
+            annotated_tile(
+                name,
+                image,
+                instances,
                 source="monuseg",
                 organ=organ,
                 group=site or name,
                 subset=subset,
-                instances=instances,
                 has_instances=has_instances,
-                boxes=boxes_from_instances(instances),
-                points=points_from_instances(instances),
                 extra=extra,
             )
         )

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fednuclei.data.images import DataWarning
+from fednuclei.data.images import DataWarning, instances_from_mask, read_mask
 
 IMAGE_EXTENSIONS = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 
@@ -126,3 +126,10 @@ def check_same_size(image: Path, image_array: np.ndarray, label: Path, label_arr
     """Raise :func:`size_mismatch_error` unless the label's (H, W) equals the image's."""
     if tuple(label_array.shape[:2]) != tuple(image_array.shape[:2]):
         raise size_mismatch_error(image, image_array.shape, label, label_array.shape, what)
+
+
+def read_mask_instances(mask: Path, image: Path, image_array: np.ndarray) -> np.ndarray:
+    """Connected components of the binary mask ``mask`` of ``image``, checked to be the image's size."""
+    mask_array = read_mask(mask)
+    check_same_size(image, image_array, mask, mask_array, "mask")
+    return instances_from_mask(mask_array)

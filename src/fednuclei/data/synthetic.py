@@ -18,8 +18,7 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-from fednuclei.data.tiles import Tile
-from fednuclei.data.weak_labels import boxes_from_instances, points_from_instances
+from fednuclei.data.tiles import Tile, annotated_tile
 
 # Reference stain vectors (unit optical density over R, G, B) as Macenko estimates them on real
 # H&E slides; Ruifrok's skimage ``hed2rgb`` vectors render a too-magenta eosin.
@@ -372,17 +371,15 @@ def generate_synthetic_tiles(
             rng = np.random.default_rng([seed, _TILE_STREAM, k, i])
             image, instances = synthetic_tile(rng, size, stain, int(rng.integers(low, high + 1)))
             tiles.append(
-                Tile(
-                    name=f"synthetic_h{k}_{i:03d}",
-                    image=image,
+                annotated_tile(
+                    f"synthetic_h{k}_{i:03d}",
+                    image,
+                    instances,
                     source="synthetic",
                     organ="synthetic",
                     group=f"hospital_{k}",
                     subset="train",
-                    instances=instances,
                     has_instances=True,
-                    boxes=boxes_from_instances(instances),
-                    points=points_from_instances(instances),
                 )
             )
     return tiles

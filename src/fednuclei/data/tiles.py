@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from fednuclei.atomic import atomic_folder
+from fednuclei.data.weak_labels import boxes_from_instances, points_from_instances
 
 SUPERVISION_LEVELS = ("pixel", "bbox", "points", "none")
 
@@ -81,6 +81,15 @@ class Tile:
         return 0
 
 
+def annotated_tile(name: str, image: np.ndarray, instances: np.ndarray, **fields) -> Tile:
+    """A tile with its (H, W) instance map and the weak labels derived from it: one box and one
+    point per nucleus. ``fields`` are the other :class:`Tile` attributes."""
+    return Tile(
+        name=name, image=image, instances=instances,
+        boxes=boxes_from_instances(instances), points=points_from_instances(instances), **fields,
+    )
+
+
 def _record(tile: Tile) -> dict:
     record = {name: getattr(tile, name) for name in _META_FIELDS}
     record["height"], record["width"] = tile.height, tile.width
@@ -109,20 +118,6 @@ def _write_tiles(tiles: list[Tile], folder: Path) -> None:
                 raise ValueError(f"tile {tile.name}: more than 65535 instances cannot be stored as uint16")
             _write_png(tile.instances.astype(np.uint16), folder / "instances" / f"{tile.name}.png")
     (folder / "tiles.json").write_text(json.dumps([_record(t) for t in tiles], indent=1))
-
-
-@contextmanager
-def atomic_folder(folder: Path):
-    """Yield a staging folder that replaces ``folder`` only when the block succeeds."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary data folder
-    try:
-        yield staging
-        _replace_folder(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def save_tiles(tiles: list[Tile], folder: str | os.PathLike) -> None:
@@ -171,16 +166,6 @@ class TileSetFolders(Mapping[str, list[Tile]]):
 def load_tile_sets(folder: str | os.PathLike) -> TileSetFolders:
     """Tile sets written by :func:`save_tile_sets`, read lazily (see :class:`TileSetFolders`)."""
     return TileSetFolders(folder)
-
-
-def _replace_folder(new: Path, target: Path) -> None:
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        target.rename(old)
-    new.rename(target)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 def load_tiles(folder: str | os.PathLike) -> list[Tile]:

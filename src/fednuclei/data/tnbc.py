@@ -6,17 +6,16 @@ import os
 import re
 from pathlib import Path
 
-from fednuclei.data.images import instances_from_mask, read_mask, read_rgb
+from fednuclei.data.images import read_rgb
 from fednuclei.data.pairing import (
     IMAGE_EXTENSIONS,
-    check_same_size,
     list_files,
     natural_key,
     pair_by_stem,
+    read_mask_instances,
     warn_unpaired,
 )
-from fednuclei.data.tiles import Tile
-from fednuclei.data.weak_labels import boxes_from_instances, points_from_instances
+from fednuclei.data.tiles import Tile, annotated_tile
 
 __all__ = ["read_tnbc"]
 
@@ -75,21 +74,16 @@ def read_tnbc(folder: str | os.PathLike) -> list[Tile]:
     tiles = []
     for slide_id, image_path, mask_path in pairs:
         image = read_rgb(image_path)
-        mask = read_mask(mask_path)
-        check_same_size(image_path, image, mask_path, mask, "mask")
-        instances = instances_from_mask(mask)
         tiles.append(
-            Tile(
-                name=f"tnbc_{image_path.stem}",
-                image=image,
+            annotated_tile(
+                f"tnbc_{image_path.stem}",
+                image,
+                read_mask_instances(mask_path, image_path, image),
                 source="tnbc",
                 organ="breast",
                 group=f"slide_{slide_id}",
                 subset="train",
-                instances=instances,
                 has_instances=False,
-                boxes=boxes_from_instances(instances),
-                points=points_from_instances(instances),
                 extra={
                     "image_file": f"{image_path.parent.name}/{image_path.name}",
                     "label_file": f"{mask_path.parent.name}/{mask_path.name}",

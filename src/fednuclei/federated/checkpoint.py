@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from fednuclei.atomic import atomic_file
 from fednuclei.federated.settings import FederatedSettings
 from fednuclei.model.training import arrays_to_state, load_model, save_model
 from fednuclei.model.unet import UNet
@@ -123,25 +122,13 @@ def best_round(history: list[dict[str, Any]]) -> int:
 
 def write_json(path: Path, payload: Any) -> None:
     """Write ``payload`` as JSON to ``path`` atomically."""
-    handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(payload, stream, indent=1)
-        os.replace(staging, path)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as staging:
+        staging.write_text(json.dumps(payload, indent=1))
 
 
 def _copy(source: Path, target: Path) -> None:
-    handle, staging = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    try:
+    with atomic_file(target) as staging:
         shutil.copyfile(source, staging)
-        os.replace(staging, target)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
 
 
 def _finite(value: Any) -> Any:
