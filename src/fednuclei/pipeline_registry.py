@@ -1,29 +1,17 @@
-"""Project pipelines: the data stages, and one end-to-end pipeline per method.
-
-Built explicitly rather than with ``find_pipelines()``: since Kedro 1.7 that function imports only
-the pipeline packages named on the command line, and a method's pipeline (``fedavg``) is composed
-from other packages' pipelines.
-"""
+"""Project pipelines, found with ``find_pipelines()``: the data stages, the training template
+(``training``: every method on data already prepared), and one end-to-end pipeline per method."""
 
 from __future__ import annotations
 
+from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
-
-from fednuclei.pipelines import augmentation, data_processing
-from fednuclei.pipelines.training import METHODS, create_method_pipeline
 
 DEFAULT_METHOD = "fedavg"
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """``data_processing``, ``augmentation``, and per method (``fedavg``, ``local``, ``centralized``)
-    data_processing + augmentation + training + evaluation; ``kedro run`` runs the default method."""
-    pipelines = {
-        "data_processing": data_processing.create_pipeline(),
-        "augmentation": augmentation.create_pipeline(),
-    }
-    data = pipelines["data_processing"] + pipelines["augmentation"]
-    for method in METHODS:
-        pipelines[method] = data + create_method_pipeline(method)
-    pipelines["__default__"] = pipelines[DEFAULT_METHOD]
+    """Every pipeline package under ``fednuclei.pipelines``; ``kedro run`` runs the default method."""
+    pipelines = find_pipelines(raise_errors=True)
+    if DEFAULT_METHOD in pipelines:  # absent when the command line asked for another pipeline only
+        pipelines["__default__"] = pipelines[DEFAULT_METHOD]
     return pipelines

@@ -2,10 +2,14 @@
 
 ``kedro run --pipeline fedavg`` runs data_processing, augmentation and this template under the
 ``fedavg`` namespace (datasets ``fedavg.global_model``, ``fedavg.metrics_summary``, ...; parameters
-``fedavg.training``).
+``fedavg.training``). ``kedro run --pipeline training`` trains and evaluates every method on data
+already prepared.
 """
 
 from kedro.pipeline import Node, Pipeline, pipeline
+
+from ..augmentation import create_pipeline as augmentation
+from ..data_processing import create_pipeline as data_processing
 
 from .nodes import (
     evaluate_global_model,
@@ -59,6 +63,11 @@ def create_method_pipeline(method: str) -> Pipeline:
     shared = {f"{view}.client_patches", f"{view}.augmented_patches", f"{view}.client_partitions", "tile_manifest",
               "evaluation_tiles"}
     return pipeline(template, namespace=method, inputs=shared, parameters={"params:profiles", "params:profile"})
+
+
+def end_to_end(method: str) -> Pipeline:
+    """Data preparation, then ``method``'s training and evaluation: the pipeline named after it."""
+    return data_processing() + augmentation() + create_method_pipeline(method)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
