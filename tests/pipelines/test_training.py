@@ -38,10 +38,10 @@ def test_method_pipeline_leaves_model_tables_and_an_mlflow_run(kedro_project, me
     assert len(list((data / "07_model_output" / method / "instances").glob("*.png"))) == len(per_image)
 
     client, run = _mlflow_run(kedro_project.path, method)
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_dice")] == [1, 2]
-    assert "test.aji" in run.data.metrics
-    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"model", "tables", "plots"} <= artifacts
+    assert [m.step for m in client.get_metric_history(run.info.run_id, f"{method}.val_dice")] == [1, 2]
+    assert f"{method}.test.aji" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, method)}
+    assert {f"{method}/model", f"{method}/tables", f"{method}/plots"} <= artifacts
 
 
 @pytest.mark.slow
@@ -53,4 +53,4 @@ def test_local_pipeline_gives_each_client_a_model_and_a_cross_site_matrix(kedro_
     matrix = pd.read_csv(data / "08_reporting" / "local" / "cross_site_dice.csv").set_index("model")
     assert list(matrix.index) == models and matrix.notna().all().all()
     client, run = _mlflow_run(kedro_project.path, "local")
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "hospital_0.val_dice")] == [1, 2]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "local.hospital_0.val_dice")] == [1, 2]

@@ -8,6 +8,11 @@ A run's folder is ``<checkpoint_dir>/run-<first 12 hex digits of the settings fi
     final.pt               copy of the latest round's model
     best.pt                copy of the model of the round with the highest validation Dice
 
+FedMix trains two global models. Its model 1 is *the* global model: the one validated each
+round, in ``round-NNNN.pt``, ``final.pt`` and ``best.pt``. Model 2 lies next to it as
+``round-NNNN.model_2.pt``, ``final.model_2.pt`` and ``best.model_2.pt`` (of the same rounds), so
+a resumed run restores both.
+
 Settings that change what a round computes change the fingerprint and so the folder: such a run
 starts over in a fresh folder and leaves the old one intact, while the same settings (up to the
 round count, paths and resources) find their folder and continue it.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +37,8 @@ from fednuclei.federated.settings import FederatedSettings
 from fednuclei.model.training import arrays_to_state, load_model, save_model
 from fednuclei.model.unet import UNet
 
-METHOD = "fedavg"
+# Global models a method keeps besides its main one, by name.
+EXTRA_MODELS = {"fedmix": ("model_2",)}
 
 
 class RunStore:
@@ -46,6 +53,7 @@ class RunStore:
 
     def __init__(self, settings: FederatedSettings):
         self.settings = settings
+        self.extra_models: tuple[str, ...] = EXTRA_MODELS.get(settings.method, ())
         fingerprint = settings.fingerprint()
         self.folder = Path(settings.checkpoint_dir).expanduser().resolve() / f"run-{fingerprint[:12]}"
         (self.folder / "rounds").mkdir(parents=True, exist_ok=True)
@@ -76,31 +84,56 @@ class RunStore:
             return []
         return json.loads(self.history_path.read_text())
 
-    def round_path(self, server_round: int) -> Path:
-        return self.folder / "rounds" / f"round-{server_round:04d}.pt"
+    def round_path(self, server_round: int, extra: str | None = None) -> Path:
+        """The main model of a round, or its extra model ``extra`` (e.g. ``model_2``)."""
+        suffix = "" if extra is None else f".{extra}"
+        return self.folder / "rounds" / f"round-{server_round:04d}{suffix}.pt"
 
-    def load_latest(self, model: UNet) -> int:
-        """Put the global weights of the last finished round into ``model``; returns that round (0: none)."""
+    def extra_path(self, kind: str, extra: str) -> Path:
+        """``final.<extra>.pt`` or ``best.<extra>.pt`` (``kind`` is ``final`` or ``best``)."""
+        return self.folder / f"{kind}.{extra}.pt"
+
+    def load_latest(self, model: UNet, extras: Mapping[str, UNet] | None = None) -> int:
+        """Put the global weights of the last finished round into ``model`` (and the method's
+        extra models into ``extras``, by name); returns that round (0: none)."""
+        self._check_extras(extras)
         finished = len(self.history())
         if finished:
-            stored, _ = load_model(self.round_path(finished))
-            arrays_to_state(model, {name: t.numpy() for name, t in stored.state_dict().items()})
+            _load_into(model, self.round_path(finished))
+            for name, extra in (extras or {}).items():
+                _load_into(extra, self.round_path(finished, name))
         return finished
 
-    def commit_round(self, model: UNet, record: dict[str, Any]) -> None:
-        """Make round ``record["round"]`` durable: its global model, then its history entry."""
+    def commit_round(self, model: UNet, record: dict[str, Any], extras: Mapping[str, UNet] | None = None) -> None:
+        """Make round ``record["round"]`` durable: its global model(s), then its history entry.
+
+        Args:
+            model: the main global model (FedMix: model 1).
+            record: the history entry; ``round`` must follow the finished rounds.
+            extras: the method's extra global models by name (FedMix: ``{"model_2": ...}``).
+        """
+        self._check_extras(extras)
         history = self.history()
         server_round = record["round"]
         if server_round != len(history) + 1:
             raise ValueError(f"round {server_round} does not follow the {len(history)} finished rounds")
-        save_model(model, self.round_path(server_round),
-                   {"method": METHOD, "round": server_round, "fingerprint": self.settings.fingerprint(),
-                    "val_dice": record.get("val_dice")})
+        config = {"method": self.settings.method, "round": server_round, "fingerprint": self.settings.fingerprint(),
+                  "val_dice": record.get("val_dice")}
+        for name, extra in (extras or {}).items():
+            save_model(extra, self.round_path(server_round, name), {**config, "model": name})
+        save_model(model, self.round_path(server_round), {**config, "model": "model_1"} if extras else config)
         write_json(self.history_path, [*history, _finite(record)])
         self.tidy()
 
+    def _check_extras(self, extras: Mapping[str, UNet] | None) -> None:
+        given = tuple(sorted(extras or {}))
+        if given != tuple(sorted(self.extra_models)):
+            raise ValueError(f"method {self.settings.method} keeps extra models {list(self.extra_models)}, "
+                             f"got {list(given)}")
+
     def tidy(self) -> None:
-        """Refresh ``final.pt`` and ``best.pt`` from the history and drop unneeded round files."""
+        """Refresh ``final.pt`` and ``best.pt`` (and the extra models' copies) from the history and
+        drop unneeded round files."""
         history = self.history()
         if not history:
             return
@@ -108,6 +141,10 @@ class RunStore:
         _copy(self.round_path(latest), self.final_path)
         _copy(self.round_path(best), self.best_path)
         keep = {self.round_path(latest).name, self.round_path(best).name}
+        for name in self.extra_models:
+            _copy(self.round_path(latest, name), self.extra_path("final", name))
+            _copy(self.round_path(best, name), self.extra_path("best", name))
+            keep |= {self.round_path(latest, name).name, self.round_path(best, name).name}
         for path in (self.folder / "rounds").glob("round-*.pt"):
             if path.name not in keep:
                 path.unlink()
@@ -124,6 +161,11 @@ def write_json(path: Path, payload: Any) -> None:
     """Write ``payload`` as JSON to ``path`` atomically."""
     with atomic_file(path) as staging:
         staging.write_text(json.dumps(payload, indent=1))
+
+
+def _load_into(model: UNet, path: Path) -> None:
+    stored, _ = load_model(path)
+    arrays_to_state(model, {name: t.numpy() for name, t in stored.state_dict().items()})
 
 
 def _copy(source: Path, target: Path) -> None:

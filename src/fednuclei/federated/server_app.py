@@ -1,4 +1,5 @@
-"""fednuclei ServerApp: FedAvg over the hospitals, with rounds that survive interruption.
+"""fednuclei ServerApp: FedAvg, FedMix, FedST or FedRGD over the hospitals (``method`` of the
+settings), with rounds that survive interruption.
 
 Deployment (``flwr run . <connection>``) reads the settings from the run config: the defaults in
 ``[tool.flwr.app.config]`` of pyproject.toml plus ``--run-config`` overrides. Simulation
@@ -15,7 +16,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fednuclei.federated.checkpoint import RunStore
 from fednuclei.federated.settings import FederatedSettings
-from fednuclei.federated.strategy import CheckpointedFedAvg
+from fednuclei.federated.strategies import build_strategy
 from fednuclei.federated.task import build_model
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,8 @@ def main(grid: Grid, context: Context) -> None:
 
 
 def run_server(grid: Grid, settings: FederatedSettings) -> RunStore:
-    """Run the rounds of ``settings`` not yet in its checkpoint folder; every client trains each round.
+    """Run the rounds of ``settings`` not yet in its checkpoint folder with the strategy of
+    ``settings.method`` (:func:`~fednuclei.federated.strategies.build_strategy`).
 
     Returns:
         the run's store (``best.pt``, ``final.pt``, ``history.json``).
@@ -42,7 +44,8 @@ def run_server(grid: Grid, settings: FederatedSettings) -> RunStore:
         raise ValueError("the run names no clients: set run config 'clients' (comma-separated names)")
     store = RunStore(settings)
     model = build_model(settings)
-    done = store.load_latest(model)
+    extras = {"model_2": build_model(settings, which=2)} if settings.method == "fedmix" else {}
+    done = store.load_latest(model, extras)
     store.tidy()  # repairs final/best after a crash between commit steps
     remaining = settings.num_server_rounds - done
     if remaining < 0:
@@ -51,11 +54,9 @@ def run_server(grid: Grid, settings: FederatedSettings) -> RunStore:
     if remaining == 0:
         logger.info("all %d rounds already finished in %s", done, store.folder)
         return store
-    logger.info("%s %s: rounds %d..%d of %d clients", "resuming" if done else "starting", store.folder,
-                done + 1, settings.num_server_rounds, len(settings.clients))
-    n_clients = len(settings.clients)
-    strategy = CheckpointedFedAvg(store, model, min_train_nodes=n_clients, min_evaluate_nodes=n_clients,
-                                  min_available_nodes=n_clients)
+    logger.info("%s %s %s: rounds %d..%d of %d clients", "resuming" if done else "starting", settings.method,
+                store.folder, done + 1, settings.num_server_rounds, len(settings.clients))
+    strategy = build_strategy(settings, store, model, **extras)
     # The settings travel with every message: clients need no run config of their own.
     config = settings.to_run_config()
     strategy.start(grid=grid, initial_arrays=ArrayRecord(model.state_dict()), num_rounds=remaining,

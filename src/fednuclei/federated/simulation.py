@@ -28,18 +28,20 @@ logger = logging.getLogger(__name__)
 
 def run_federated(settings: FederatedSettings, num_clients: int | None = None,
                   *, verbose: bool = False) -> tuple[Path, list[dict[str, Any]]]:
-    """Simulate a FedAvg run, one virtual SuperNode per client; resumes an interrupted run.
+    """Simulate a run of ``settings.method`` (FedAvg, FedMix, FedST or FedRGD: the ServerApp picks
+    the strategy), one virtual SuperNode per client; resumes an interrupted run.
 
     Args:
         settings: the run. Relative ``data_path`` and ``checkpoint_dir`` are resolved against
             the current folder now, before Ray workers (with their own working folders) see them.
-        num_clients: SuperNodes to start; must equal ``len(settings.clients)`` (the default),
-            since every client trains every round.
+        num_clients: SuperNodes to start; must equal ``len(settings.clients)`` (the default):
+            each SuperNode plays one client (``partition-id`` i plays ``clients[i]``).
         verbose: Flower's debug logging.
 
     Returns:
         the path of the best model (``best.pt``, by validation Dice; ``final.pt`` lies next to
-        it) and the run's history, one dict per round.
+        it; for FedMix this is model 1, with model 2 in ``best.model_2.pt``) and the run's
+        history, one dict per round.
     """
     num_clients = len(settings.clients) if num_clients is None else num_clients
     if num_clients != len(settings.clients) or num_clients == 0:

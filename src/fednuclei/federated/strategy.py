@@ -13,6 +13,8 @@
 * commits the round to a :class:`~fednuclei.federated.checkpoint.RunStore` in
   :meth:`end_round`, passed to ``start`` as ``evaluate_fn``: the hook Flower calls after every
   round with the new global arrays.
+
+FedMix, FedST and FedRGD extend it in :mod:`fednuclei.federated.strategies`.
 """
 
 from __future__ import annotations
@@ -27,11 +29,10 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
 from fednuclei.federated.checkpoint import RunStore
+from fednuclei.federated.protocol import WEIGHT_KEY
 from fednuclei.model.unet import UNet
 
 logger = logging.getLogger(__name__)
-
-WEIGHT_KEY = "num-examples"
 
 
 class CheckpointedFedAvg(FedAvg):
@@ -52,8 +53,12 @@ class CheckpointedFedAvg(FedAvg):
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
-        self._round = {"started": time.perf_counter(), "clients": {}, "train": None, "evaluate": None}
+        self._begin_round()
         return super().configure_train(self.rounds_done + server_round, arrays, config, grid)
+
+    def _begin_round(self) -> None:
+        """Start the bookkeeping of a new round (its clock, per-client entries, stage metrics)."""
+        self._round = {"started": time.perf_counter(), "clients": {}, "train": None, "evaluate": None}
 
     def aggregate_train(self, server_round: int,
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
@@ -88,10 +93,25 @@ class CheckpointedFedAvg(FedAvg):
             "clients": self._round["clients"],
         }
         self.model.load_state_dict(arrays.to_torch_state_dict())
-        self.store.commit_round(self.model, record)
+        self.store.commit_round(self.model, record, self._extra_models())
         logger.info("round %d committed to %s: train loss %s, val Dice %s", record["round"], self.store.folder,
                     record["train_loss"], record["val_dice"])
         return None
+
+    def _extra_models(self) -> dict[str, UNet]:
+        """Global models checkpointed next to ``self.model`` (FedMix's second model); none here."""
+        return {}
+
+    @staticmethod
+    def _check_some_succeeded(server_round: int, replies: list[Message], stage: str) -> None:
+        """Stop the run when no client completed ``stage`` (every reply an error, or none at all).
+
+        Raises:
+            RuntimeError: no reply without error, quoting the clients' errors.
+        """
+        if all(msg.has_error() for msg in replies):
+            errors = "; ".join(sorted({msg.error.reason[:500] for msg in replies})) or "no reply before the timeout"
+            raise RuntimeError(f"round {server_round}: no client completed {stage}: {errors}")
 
     def _note_clients(self, server_round: int, replies: Iterable[Message], stage: str) -> list[Message]:
         """Record each client's metrics for ``stage``; return the replies that may be averaged
@@ -101,9 +121,7 @@ class CheckpointedFedAvg(FedAvg):
             RuntimeError: no reply without error, quoting the clients' errors.
         """
         replies = list(replies)
-        if all(msg.has_error() for msg in replies):
-            errors = "; ".join(sorted({msg.error.reason[:500] for msg in replies})) or "no reply before the timeout"
-            raise RuntimeError(f"round {server_round}: no client completed {stage}: {errors}")
+        self._check_some_succeeded(server_round, replies, stage)
         kept = []
         for msg in replies:
             if msg.has_error():

@@ -18,9 +18,17 @@ from fednuclei.model.inference import predict_probabilities
 from fednuclei.model.unet import FOREGROUND, UNet
 
 
-def build_model(settings: FederatedSettings) -> UNet:
-    """The initial global model, the same for the same ``settings.seed``."""
-    torch.manual_seed(settings.seed)
+def build_model(settings: FederatedSettings, which: int = 1) -> UNet:
+    """An initial global model, the same for the same ``settings.seed``.
+
+    Args:
+        which: 1 for the global model of every method; 2 for FedMix's second model, whose
+            initialisation differs (its seed is derived from ``settings.seed``).
+    """
+    if which not in (1, 2):
+        raise ValueError(f"which must be 1 or 2, got {which}")
+    seed = settings.seed if which == 1 else int(np.random.SeedSequence([settings.seed, which]).generate_state(1)[0])
+    torch.manual_seed(seed)
     return UNet(in_channels=3, out_channels=2, width=settings.width, depth=settings.depth, groups=settings.groups)
 
 

@@ -34,21 +34,26 @@ def run_settings(
     augmented_patches: TileSetFolders,
     client_partitions: TileSetFolders,
     tile_manifest: pd.DataFrame,
+    labels: str,
     training: dict,
     profiles: dict,
     profile: str,
 ) -> dict:
-    """The settings of one method's run, as a Flower run config: the profile's budget, the clients
-    that start the federation (``join_round`` 0), and where their patches and validation tiles are."""
+    """The settings of one method's run, as a Flower run config: the profile's budget, the method,
+    the clients that start the federation (``join_round`` 0) with their supervision levels (all
+    ``pixel`` in the ``full`` label view), and where their patches and validation tiles are."""
     if profile not in profiles:
         raise ValueError(f"unknown compute profile {profile!r}; profiles: {sorted(profiles)}")
     starting = tile_manifest[(tile_manifest["join_round"] == 0) & (tile_manifest["client"] != "")]
-    clients = tuple(sorted(starting["client"].unique()))
+    levels = starting.groupby("client")["supervision"].first().sort_index()
+    clients = tuple(levels.index)
+    supervision = ("pixel",) * len(clients) if labels == "full" else tuple(levels)
     budget = {**profiles[profile], **training}
     roots = [client_patches.root, augmented_patches.root, client_partitions.root]
     try:
         return FederatedSettings(
             clients=clients,
+            supervision=supervision,
             train_roots=(str(roots[0].resolve()), str(roots[1].resolve())),
             val_root=str(roots[2].resolve()),
             data_version=data_version(roots),
@@ -102,7 +107,7 @@ def round_metrics(history: pd.DataFrame) -> dict[str, list[dict]]:
     for row in history.to_dict("records"):
         prefix = f"{row['run']}." if several else ""
         for key, value in row.items():
-            if key in ("round", "run") or isinstance(value, bool) or not isinstance(value, (int, float)):
+            if key in ("round", "run") or not isinstance(value, (int, float)):
                 continue
             if np.isfinite(value):
                 metrics.setdefault(prefix + key, []).append({"value": float(value), "step": int(row["round"])})

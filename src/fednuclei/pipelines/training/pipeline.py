@@ -24,17 +24,26 @@ from .nodes import (
     train_local_models,
 )
 
-# method -> (training node, label view of the client data it trains on)
+# method -> the label view of the client data it trains on: the fully supervised references see
+# every client's masks; FedAvg restricted to the pixel clients and the mixed-supervision methods
+# see what each hospital really holds.
 METHODS = {
-    "fedavg": (train_federated_model, "full"),
-    "local": (train_local_models, "full"),
-    "centralized": (train_centralized_model, "full"),
+    "local": "full",
+    "centralized": "full",
+    "fedavg": "full",
+    "fedavg_pixel": "supervised",
+    "fedmix": "supervised",
+    "fedst": "supervised",
+    "fedrgd": "supervised",
 }
+# Methods trained outside Flower; the others are Flower strategies chosen by `training.method`.
+BASELINE_TRAINERS = {"local": train_local_models, "centralized": train_centralized_model}
 
 
 def create_method_pipeline(method: str) -> Pipeline:
     """Training and evaluation of ``method``, every dataset and parameter under its namespace."""
-    train, view = METHODS[method]
+    view = METHODS[method]
+    train = BASELINE_TRAINERS.get(method, train_federated_model)
     per_client = method == "local"
     model = "client_models" if per_client else "global_model"
     evaluated = ["metrics_per_image", "metrics_summary", "predictions", "overlays"]
@@ -43,7 +52,7 @@ def create_method_pipeline(method: str) -> Pipeline:
             Node(
                 run_settings,
                 [f"{view}.client_patches", f"{view}.augmented_patches", f"{view}.client_partitions", "tile_manifest",
-                 "params:training", "params:profiles", "params:profile"],
+                 f"params:{view}.labels", "params:training", "params:profiles", "params:profile"],
                 "run_config",
                 name="run_settings",
             ),
@@ -62,7 +71,8 @@ def create_method_pipeline(method: str) -> Pipeline:
     )
     shared = {f"{view}.client_patches", f"{view}.augmented_patches", f"{view}.client_partitions", "tile_manifest",
               "evaluation_tiles"}
-    return pipeline(template, namespace=method, inputs=shared, parameters={"params:profiles", "params:profile"})
+    return pipeline(template, namespace=method, inputs=shared,
+                    parameters={"params:profiles", "params:profile", f"params:{view}.labels"})
 
 
 def end_to_end(method: str) -> Pipeline:
