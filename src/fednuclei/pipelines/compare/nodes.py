@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")  # nodes run headless
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from fednuclei.metrics import summarise
-
-HEADLINE = ["dice", "aji", "pq"]
+from fednuclei.plots import HEADLINE_METRICS, score_bars
 
 
 def compare_methods(**per_image: pd.DataFrame) -> pd.DataFrame:
@@ -33,10 +29,5 @@ def compare_methods(**per_image: pd.DataFrame) -> pd.DataFrame:
 
 def plot_method_scores(metrics_table: pd.DataFrame) -> plt.Figure:
     """Overall test Dice, AJI and PQ of each method, as grouped bars."""
-    overall = metrics_table[metrics_table["level"] == "overall"].set_index("method")[HEADLINE]
-    figure, axis = plt.subplots(figsize=(max(6, 1.3 * len(overall)), 4))
-    overall.plot.bar(ax=axis, rot=0)
-    axis.set(ylabel="mean over test tiles", ylim=(0, 1), title="methods compared on the same clients and budget")
-    axis.legend(ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
-    figure.tight_layout()
-    return figure
+    overall = metrics_table[metrics_table["level"] == "overall"].set_index("method")[HEADLINE_METRICS]
+    return score_bars(overall, "methods compared on the same clients and budget")

@@ -6,9 +6,6 @@ import hashlib
 import logging
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # nodes run headless
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -23,6 +20,7 @@ from fednuclei.federated.simulation import run_federated
 from fednuclei.metrics import summarise
 from fednuclei.model.training import load_model, pick_device
 from fednuclei.model.unet import UNet
+from fednuclei.plots import HEADLINE_METRICS, learning_curves, score_bars
 
 logger = logging.getLogger(__name__)
 
@@ -148,26 +146,11 @@ def final_metrics(summary: pd.DataFrame) -> dict[str, dict]:
 
 
 def plot_learning_curves(history: pd.DataFrame) -> plt.Figure:
-    """Training loss and validation Dice per round (one line per run for local training)."""
-    figure, (loss_axis, dice_axis) = plt.subplots(1, 2, figsize=(10, 4))
-    runs = history.groupby("run") if "run" in history else [("global", history)]
-    for name, rows in runs:
-        loss_axis.plot(rows["round"], rows["train_loss"], marker="o", label=name)
-        dice_axis.plot(rows["round"], rows["val_dice"], marker="o", label=name)
-    loss_axis.set(xlabel="round", ylabel="training loss (Dice + BCE)", title="training loss")
-    dice_axis.set(xlabel="round", ylabel="validation Dice", title="validation Dice", ylim=(0, 1))
-    dice_axis.legend(fontsize="small")
-    figure.tight_layout()
-    return figure
+    """Training loss and validation Dice per round (one line per client for local training)."""
+    return learning_curves(history)
 
 
 def plot_client_scores(per_image: pd.DataFrame) -> plt.Figure:
     """Test Dice, AJI and PQ per client, as grouped bars."""
     test = per_image[per_image["split"] == "test"]
-    means = test.groupby("client")[["dice", "aji", "pq"]].mean()
-    figure, axis = plt.subplots(figsize=(max(6, 1.4 * len(means)), 4))
-    means.plot.bar(ax=axis, rot=0)
-    axis.set(ylabel="mean over test tiles", ylim=(0, 1), title="test scores per client")
-    axis.legend(ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
-    figure.tight_layout()
-    return figure
+    return score_bars(test.groupby("client")[HEADLINE_METRICS].mean(), "test scores per client")
