@@ -52,7 +52,7 @@ from fednuclei.federated.pseudo_labels import (
 from fednuclei.federated.settings import FederatedSettings
 from fednuclei.model.losses import dice_bce_loss
 from fednuclei.model.targets import segmentation_targets
-from fednuclei.model.training import Batch, BatchesResult, train_epochs, train_on_batches
+from fednuclei.model.training import Batch, BatchesResult, require_one_size, train_epochs, train_on_batches
 from fednuclei.model.unet import FOREGROUND, image_to_tensor
 
 Pair = tuple[np.ndarray, np.ndarray]
@@ -164,7 +164,7 @@ def predict_foreground(model: torch.nn.Module, tiles: Sequence[Tile], batch_size
     Returns:
         (N, H, W) float32 in [0, 1]: ``sigmoid`` of the foreground channel.
     """
-    _require_one_size(tiles)
+    require_one_size(tiles)
     if not tiles:
         return np.zeros((0, 0, 0), np.float32)
     model.to(device)
@@ -233,7 +233,7 @@ def select_for_fedmix(model_1: torch.nn.Module, model_2: torch.nn.Module, tiles:
     Predicts and selects one batch of ``settings.batch_size`` patches at a time, so only the
     selected images' uint8 targets are kept, never the probability maps of every patch.
     """
-    _require_one_size(tiles)
+    require_one_size(tiles)
     rule = pseudo_label_rule(settings)
     selected, pairs_1, pairs_2 = [], [], []
     for start in range(0, len(tiles), settings.batch_size):
@@ -288,7 +288,7 @@ def self_train(model: torch.nn.Module, tiles: list[Tile], settings: FederatedSet
     start = time.perf_counter()
     if not tiles:
         return LocalResult(usable_images=0, loss=math.nan, seconds=time.perf_counter() - start)
-    _require_one_size(tiles)
+    require_one_size(tiles)
     loader = DataLoader(_ImageDataset(tiles), batch_size=settings.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(seed), pin_memory=device.type == "cuda")
     gammas = torch.Generator().manual_seed(_other_seed(seed))
@@ -361,12 +361,6 @@ class _ImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return image_to_tensor(self.images[index])
-
-
-def _require_one_size(tiles: Sequence[Tile]) -> None:
-    sizes = sorted({tuple(np.shape(tile.image)[:2]) for tile in tiles})
-    if len(sizes) > 1:
-        raise ValueError(f"patches of one client must share a size to be batched, got {sizes}")
 
 
 def _other_seed(seed: int) -> int:

@@ -114,7 +114,7 @@ def _require_instances(tiles: Sequence[Tile]) -> None:
             raise ValueError(f"tile {tile.name} has no instance labels; pixel-supervised training needs them")
 
 
-def _require_one_size(tiles: Sequence[Tile]) -> None:
+def require_one_size(tiles: Sequence[Tile]) -> None:
     sizes = sorted({(tile.height, tile.width) for tile in tiles})
     if len(sizes) > 1:
         raise ValueError(
@@ -246,7 +246,7 @@ def train_epochs(
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
     _require_instances(tiles)
-    _require_one_size(tiles)
+    require_one_size(tiles)
     start = time.perf_counter()
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
