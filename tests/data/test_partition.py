@@ -66,6 +66,15 @@ def test_splits_are_disjoint_complete_and_seeded(synthetic_tiles):
     assert any(o != first["split"].tolist() for o in others)
 
 
+def test_clients_can_select_tiles_by_name(synthetic_tiles):
+    chosen = [t.name for t in synthetic_tiles[:3]]
+    clients = [{"name": "few", "source": "synthetic", "groups": ["hospital_0"], "tiles": chosen, "supervision": "pixel"}]
+    manifest = build_manifest(synthetic_tiles, clients, FRACTIONS, seed=0)
+    assert sorted(manifest["tile"]) == sorted(chosen)
+    with pytest.raises(ClientConfigError, match=r"tiles \['nope'\] match no synthetic tile"):
+        build_manifest(synthetic_tiles, [{**clients[0], "tiles": ["nope"]}], FRACTIONS, seed=0)
+
+
 def test_split_by_group_keeps_each_group_in_one_split(synthetic_tiles):
     tiles = [replace(t, group=f"patient_{i // 2}") for i, t in enumerate(synthetic_tiles)]
     clients = [{"name": "all", "source": "synthetic", "supervision": "pixel", "split_by": "group"}]

@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 EXTERNAL_TEST = "external_test"
 _CLIENT_KEYS = {"name", "source", "organs", "groups", "tiles", "supervision", "join_round", "split_by"}
-_SELECTIONS = {"organs": "organ", "groups": "group", "tiles": "name"}
+_SELECTIONS = {"organs": "organ", "groups": "group", "tiles": "tile"}
 
 
 class ClientConfigError(ValueError):
