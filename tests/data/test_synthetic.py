@@ -177,6 +177,26 @@ def test_invalid_arguments_raise_naming_the_argument(kwargs, argument):
         generate_synthetic_tiles(**kwargs)
 
 
+def test_ink_marks_only_the_named_hospitals_and_only_their_stroma(tiles):
+    inked = generate_synthetic_tiles(n_hospitals=N_HOSPITALS, tiles_per_hospital=PER_HOSPITAL, size=256, seed=0,
+                                     inked_hospitals=[1, 3])
+    for plain, marked in zip(tiles, inked):
+        assert np.array_equal(plain.instances, marked.instances)
+        changed = (plain.image != marked.image).any(axis=2)
+        if plain.group in ("hospital_0", "hospital_2"):
+            assert not changed.any(), plain.name
+            continue
+        assert 0.002 < changed.mean() < 0.05, plain.name  # 4-8 spots of a few hundred px on 65536 px
+        assert not (changed & (plain.instances > 0)).any()
+        stroma = plain.image[plain.instances == 0].astype(float)
+        assert marked.image[changed].mean() < 0.4 * stroma.mean()  # ink is far darker than stroma
+
+
+def test_ink_of_a_missing_hospital_is_refused():
+    with pytest.raises(ValueError, match="inked_hospitals"):
+        generate_synthetic_tiles(n_hospitals=2, tiles_per_hospital=1, size=64, inked_hospitals=[2])
+
+
 def test_low_level_arguments_are_validated():
     with pytest.raises(ValueError, match="size"):
         synthetic_tile(np.random.default_rng(0), 16, StainProfile(), 5)

@@ -7,8 +7,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from fednuclei.data.partition import restrict_labels
+from fednuclei.data.patches import extract_patches
 from fednuclei.data.synthetic import generate_synthetic_tiles
-from fednuclei.data.tiles import save_tile_sets
+from fednuclei.data.tiles import Tile, save_tile_sets
 from fednuclei.federated.settings import FederatedSettings
 
 CLIENTS = ("alpha", "beta")
@@ -66,3 +67,34 @@ def mixed_settings(base: Path, method: str = "fedmix", **changes) -> FederatedSe
     settings = tiny_settings(base, clients=MIXED_CLIENTS, supervision=MIXED_SUPERVISION, method=method, width=4,
                              groups=2)
     return replace(settings, **changes)
+
+
+# Half the hospitals weak: two pixel-labelled ones with little data, two larger weakly labelled
+# ones whose slides carry tissue-marking ink the pixel hospitals never show.
+INKED_CLIENTS = ("pixel_a", "pixel_b", "box_site", "point_site")
+INKED_SUPERVISION = ("pixel", "pixel", "bbox", "points")
+
+
+def write_inked_mixed_client_data(base: Path, pixel_tiles: int = 2, weak_tiles: int = 5,
+                                  val_tiles: int = 2) -> list[Tile]:
+    """Four clients in the supervised layout, 256 px synthetic tiles cut into 128 px training
+    patches: ``pixel_tiles`` training tiles at each pixel client, ``weak_tiles`` at each weak one,
+    whose hospitals are inked; ``val_tiles`` validation tiles each.
+
+    Returns:
+        Every client's validation tiles with their full ground truth, to score a model on.
+    """
+    per_hospital = max(pixel_tiles, weak_tiles) + val_tiles
+    tiles = generate_synthetic_tiles(n_hospitals=4, tiles_per_hospital=per_hospital, size=256, seed=0,
+                                     inked_hospitals=[2, 3])
+    partitions, patches, validation = {}, {}, []
+    for k, (client, supervision) in enumerate(zip(INKED_CLIENTS, INKED_SUPERVISION)):
+        own = [replace(t, client=client, supervision=supervision) for t in tiles if t.group == f"hospital_{k}"]
+        train = [replace(t, split="train") for t in own[:pixel_tiles if supervision == "pixel" else weak_tiles]]
+        val = [replace(t, split="val") for t in own[-val_tiles:]]
+        validation += val
+        partitions[client] = [restrict_labels(t, supervision) for t in train + val]
+        patches[client] = [restrict_labels(p, supervision) for p in extract_patches(train, 128, 128)]
+    save_tile_sets(patches, base / TRAIN_ROOT)
+    save_tile_sets(partitions, base / VAL_ROOT)
+    return validation

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.fft
 from scipy import ndimage
+from skimage import draw
 
 from fednuclei.data.tiles import Tile, annotated_tile
 
@@ -25,9 +26,15 @@ from fednuclei.data.tiles import Tile, annotated_tile
 REFERENCE_HEMATOXYLIN = (0.5626, 0.7201, 0.4062)
 REFERENCE_EOSIN = (0.2159, 0.8012, 0.5581)
 
-# Separate seed streams, so a hospital's stain never shares random numbers with its tiles.
+# Separate seed streams, so a hospital's stain never shares random numbers with its tiles, and
+# inking a hospital leaves every tile's rendering as it was.
 _STAIN_STREAM = 0
 _TILE_STREAM = 1
+_INK_STREAM = 2
+
+# Tissue-marking ink as it shows after staining: blue-black, letting a quarter of the light through.
+_INK_RGB = np.array([20.0, 25.0, 35.0], np.float32)
+_INK_OPACITY = 0.75
 
 # Nucleus kinds: lymphocyte-like (small, round, dark), epithelial (large, pale, coarse chromatin),
 # spindle (elongated along the stroma fibres).
@@ -322,6 +329,34 @@ def synthetic_tile(
     return image, instances.astype(np.int32)
 
 
+def mark_with_ink(rng: np.random.Generator, image: np.ndarray, instances: np.ndarray) -> np.ndarray:
+    """The image with 4 to 8 spots of tissue-marking ink on its stroma.
+
+    Surgeons ink resection margins and some labs ink every slide, so one hospital's tiles can hold
+    dark blue-black spots that another hospital's never show: a model trained elsewhere takes them
+    for nuclei. The spots are ellipses (semi-axes 6-16 by 4-10 px, any angle) painted only outside
+    nuclei, so the instance labels stay exact.
+
+    Args:
+        rng: the generator the spots are drawn from.
+        image: (H, W, 3) uint8 RGB.
+        instances: (H, W) int instance labels of the image, 0 = background.
+
+    Returns:
+        A new (H, W, 3) uint8 image.
+    """
+    height, width = instances.shape
+    spots = np.zeros((height, width), bool)
+    for _ in range(int(rng.integers(4, 9))):
+        rows, cols = draw.ellipse(rng.uniform(0, height), rng.uniform(0, width), rng.uniform(6, 16),
+                                  rng.uniform(4, 10), shape=spots.shape, rotation=rng.uniform(0, np.pi))
+        spots[rows, cols] = True
+    spots &= instances == 0
+    inked = image.astype(np.float32)
+    inked[spots] = (1 - _INK_OPACITY) * inked[spots] + _INK_OPACITY * _INK_RGB
+    return np.clip(np.rint(inked), 0, 255).astype(np.uint8)
+
+
 def _require_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -334,6 +369,7 @@ def generate_synthetic_tiles(
     size: int = 256,
     seed: int = 0,
     nuclei_per_tile: tuple[int, int] = (25, 60),
+    inked_hospitals: tuple[int, ...] | list[int] = (),
 ) -> list[Tile]:
     """Synthetic H&E tiles from ``n_hospitals`` simulated hospitals, each with its own stain.
 
@@ -347,6 +383,9 @@ def generate_synthetic_tiles(
         seed: non-negative integer.
         nuclei_per_tile: inclusive (low, high) range of nuclei per tile, 0 <= low <= high
             <= size**2 / 16; crowded or small tiles hold fewer.
+        inked_hospitals: indices of hospitals whose tiles carry tissue-marking ink
+            (:func:`mark_with_ink`): a difference between sites that colour augmentation does not
+            remove. Their tiles are otherwise the same as without ink.
 
     Returns:
         ``n_hospitals * tiles_per_hospital`` tiles, hospital-major, named ``synthetic_h{k}_{i:03d}``,
@@ -364,12 +403,18 @@ def generate_synthetic_tiles(
     if high > size * size // 16:  # denser than a nucleus per 4x4 px is impossible with radii >= 3 px
         raise ValueError(f"nuclei_per_tile high must be <= size**2 / 16 = {size * size // 16}, got {high}")
 
+    inked = {_require_int("inked_hospitals entry", k, 0) for k in inked_hospitals}
+    if inked - set(range(n_hospitals)):
+        raise ValueError(f"inked_hospitals {sorted(inked)} name hospitals outside 0..{n_hospitals - 1}")
+
     tiles = []
     for k in range(n_hospitals):
         stain = hospital_stain(seed, k)
         for i in range(tiles_per_hospital):
             rng = np.random.default_rng([seed, _TILE_STREAM, k, i])
             image, instances = synthetic_tile(rng, size, stain, int(rng.integers(low, high + 1)))
+            if k in inked:
+                image = mark_with_ink(np.random.default_rng([seed, _INK_STREAM, k, i]), image, instances)
             tiles.append(
                 annotated_tile(
                     f"synthetic_h{k}_{i:03d}",
