@@ -54,3 +54,22 @@ def test_local_pipeline_gives_each_client_a_model_and_a_cross_site_matrix(kedro_
     assert list(matrix.index) == models and matrix.notna().all().all()
     client, run = _mlflow_run(kedro_project.path, "local")
     assert [m.step for m in client.get_metric_history(run.info.run_id, "local.hospital_0.val_dice")] == [1, 2]
+
+
+@pytest.mark.slow
+def test_fedmix_pipeline_runs_its_default_budget_with_per_client_rounds_in_mlflow(kedro_project):
+    _check(kedro_project("run", "--pipeline", "fedmix"))
+    data = kedro_project.path / "data"
+    history = pd.read_csv(data / "08_reporting" / "fedmix" / "training_history.csv")
+    assert list(history["round"]) == [1, 2, 3]
+    summary = pd.read_csv(data / "08_reporting" / "fedmix" / "metrics_summary.csv")
+    assert summary[summary["level"] == "overall"].set_index("metric")["mean"]["dice"] > 0.5
+
+    client, run = _mlflow_run(kedro_project.path, "fedmix")
+    for hospital in ("hospital_0", "hospital_2", "hospital_3"):  # pixel, bbox, points
+        for metric in ("weight", "usable_images"):
+            steps = client.get_metric_history(run.info.run_id, f"fedmix.clients.{hospital}.{metric}")
+            assert [m.step for m in steps] == [1, 2, 3], (hospital, metric)
+    weights = [client.get_metric_history(run.info.run_id, f"fedmix.clients.hospital_{i}.weight") for i in range(4)]
+    for round_weights in zip(*weights):
+        assert sum(m.value for m in round_weights) == pytest.approx(1.0)
