@@ -46,6 +46,7 @@ from fednuclei.federated.pseudo_labels import (
     confidence_mask,
     gamma_perturb,
     pseudo_instances,
+    require_weak_supervision,
     sample_gamma,
     select_pseudo_labels,
 )
@@ -133,10 +134,7 @@ def cross_supervision(tiles: Sequence[Tile], probs_1: np.ndarray, probs_2: np.nd
     Raises:
         ValueError: ``pixel`` or an unknown supervision, or predictions that do not match the tiles.
     """
-    if supervision == "pixel":
-        raise ValueError("pixel clients train both FedMix models on their ground truth, not on pseudo-labels")
-    if supervision not in SUPERVISION_LEVELS:
-        raise ValueError(f"unknown supervision {supervision!r}; use one of {list(SUPERVISION_LEVELS)}")
+    require_weak_supervision(supervision)
     if len(probs_1) != len(tiles) or len(probs_2) != len(tiles):
         raise ValueError(f"{len(tiles)} tiles but {len(probs_1)} and {len(probs_2)} predictions")
     selected, model_1, model_2 = [], [], []

@@ -185,6 +185,16 @@ def _boxes_covered(mask: np.ndarray, boxes: np.ndarray, rule: PseudoLabelRule) -
     return covered.mean() >= rule.min_covered_boxes
 
 
+def require_weak_supervision(supervision: str) -> None:
+    """Refuse ``pixel`` (pixel clients train on their ground truth, never on pseudo-labels) and
+    unknown levels: pseudo-labels are for ``bbox``, ``points`` and ``none`` clients."""
+    if supervision == "pixel":
+        raise ValueError("pixel-labelled clients train on their ground truth, never on pseudo-labels: "
+                         "pseudo-labels are for bbox, points or none clients")
+    if supervision not in SUPERVISION_LEVELS:
+        raise ValueError(f"unknown supervision {supervision!r}, expected one of {SUPERVISION_LEVELS}")
+
+
 def select_pseudo_labels(
     prob_1: np.ndarray,
     prob_2: np.ndarray,
@@ -221,13 +231,7 @@ def select_pseudo_labels(
         ValueError: for ``pixel`` supervision (pixel clients always train on their ground truth,
             never on pseudo-labels), an unknown level, shapes that differ, or missing weak labels.
     """
-    if supervision == "pixel":
-        raise ValueError(
-            "pixel-labelled clients train on their ground truth, never on pseudo-labels: "
-            "select_pseudo_labels is for bbox, points or none clients"
-        )
-    if supervision not in SUPERVISION_LEVELS:
-        raise ValueError(f"unknown supervision {supervision!r}, expected one of {SUPERVISION_LEVELS}")
+    require_weak_supervision(supervision)
     mask_1, mask_2 = _binarise(prob_1), _binarise(prob_2)
     if mask_1.shape != mask_2.shape:
         raise ValueError(f"the two predictions differ in shape: {mask_1.shape} vs {mask_2.shape}")
