@@ -32,33 +32,37 @@ import yaml
 from fednuclei.data.monuseg import read_monuseg
 from fednuclei.data.patches import extract_patches
 from fednuclei.evaluation import segment_image
+from fednuclei.methods import settings_for
 from fednuclei.model.training import train_epochs
 from fednuclei.model.unet import UNet
+from fednuclei.run_settings import RunSettings
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_data_processing import link_raw_data  # noqa: E402
 
 
-def cpu_profile() -> dict:
-    return yaml.safe_load((REPO / "conf" / "real" / "parameters_training.yml").read_text())["profiles"]["cpu"]
+def cpu_profile() -> RunSettings:
+    """The settings of the `real` CPU profile (its overrides over the settings' defaults)."""
+    parameters = yaml.safe_load((REPO / "conf" / "real" / "parameters_training.yml").read_text())
+    return settings_for(parameters["profiles"]["cpu"], where="conf/real cpu profile")
 
 
-def model_speed(profile: dict) -> dict:
+def model_speed(profile: RunSettings) -> dict:
     tiles = read_monuseg(REPO / "data" / "01_raw" / "monuseg" / "train")[:2]
     patches = extract_patches(tiles, 256, 256)[:32]
     torch.manual_seed(0)
-    model = UNet(width=profile["width"], depth=profile["depth"], groups=profile["groups"])
+    model = UNet(width=profile.width, depth=profile.depth, groups=profile.groups)
     device = torch.device("cpu")
     train_epochs(model, patches[:8], epochs=1, batch_size=8, lr=1e-3, device=device)  # warm-up
-    result = train_epochs(model, patches, epochs=2, batch_size=profile["batch_size"], lr=1e-3, device=device)
+    result = train_epochs(model, patches, epochs=2, batch_size=profile.batch_size, lr=1e-3, device=device)
     seconds = []
     for _ in range(3):
         start = time.perf_counter()
-        segment_image(model, tiles[0].image, patch=profile["infer_patch"], overlap=profile["infer_overlap"])
+        segment_image(model, tiles[0].image, patch=profile.infer_patch, overlap=profile.infer_overlap)
         seconds.append(time.perf_counter() - start)
     return {
-        "model": {k: profile[k] for k in ("width", "depth", "groups")},
+        "model": {k: getattr(profile, k) for k in ("width", "depth", "groups")},
         "parameters": sum(p.numel() for p in model.parameters()),
         "threads": torch.get_num_threads(),
         "train_patches_per_second_256px": round(2 * len(patches) / result.seconds, 2),
@@ -115,7 +119,7 @@ def main() -> None:
         client_seconds = history.filter(regex=r"^clients\..*\.train_seconds$").to_numpy().sum()
         centralized_seconds = kedro_run("centralized")
         centralized = pd.read_csv(REPO / "data" / "08_reporting" / "centralized" / "training_history.csv")
-        results["budget"] = {k: profile[k] for k in ("num_server_rounds", "local_epochs", "batch_size", "lr")}
+        results["budget"] = {k: getattr(profile, k) for k in ("num_server_rounds", "local_epochs", "batch_size", "lr")}
         results["fedavg"] = {
             "pipeline_wall_seconds": round(fedavg_seconds),
             "rounds": len(history),

@@ -1,4 +1,5 @@
-"""Shared fixtures: small synthetic tiles, and a throw-away copy of the Kedro project."""
+"""Shared fixtures: small synthetic tiles and client folders, tiny run settings, and a throw-away
+copy of the Kedro project."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from fednuclei.data.synthetic import generate_synthetic_tiles
+# No network from tests: Flower reads this once, when flwr is first imported.
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+
+from fednuclei.data.synthetic import generate_synthetic_tiles  # noqa: E402
+from tests.sample_data import tiny_settings as _tiny_settings  # noqa: E402
+from tests.sample_data import write_client_data  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
@@ -49,3 +55,26 @@ def kedro_project(tmp_path):
 
     run.path = tmp_path
     return run
+
+
+@pytest.fixture
+def client_data_root(tmp_path) -> Path:
+    """A tmp folder holding the two clients' data (see :func:`write_client_data`)."""
+    write_client_data(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def tiny_settings():
+    """:func:`tests.sample_data.tiny_settings`: ``tiny_settings(base, **changes)``."""
+    return _tiny_settings
+
+
+@pytest.fixture
+def task_identity(monkeypatch):
+    """Let tests create Flower Messages outside a run: Message() stamps the sender from the
+    process's task identity, which Flower's runtimes set (run_simulation sets the same dummy one)."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    for attribute, value in (("_task_id", 1), ("_run_id", 1), ("_node_id", 1)):
+        monkeypatch.setattr(TaskIdentity, attribute, value)

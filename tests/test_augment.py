@@ -19,12 +19,12 @@ from fednuclei.augment import (
     augment_tile,
     augment_tiles,
     build_transform,
-    contact_sheet,
     hed_jitter,
     rgb_to_hed,
 )
 from fednuclei.data.tiles import Tile
 from fednuclei.data.weak_labels import boxes_from_instances, points_from_instances
+from fednuclei.drawing import contact_sheet
 
 BACKGROUND = (235, 180, 210)  # eosin pink
 NUCLEUS = (70, 40, 120)  # haematoxylin purple

@@ -5,7 +5,7 @@ from PIL import Image
 
 from fednuclei.commands import main
 from fednuclei.data.images import DataWarning
-from fednuclei.model.training import save_model
+from fednuclei.model.files import save_model
 from fednuclei.model.unet import UNet
 
 

@@ -3,7 +3,8 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from fednuclei.evaluation import cross_site_dice, overlay, score_tiles, segment_image
+from fednuclei.drawing import overlay
+from fednuclei.evaluation import cross_site_dice, score_tiles, segment_image
 from fednuclei.metrics import METRICS
 
 

@@ -15,8 +15,10 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from fednuclei.data.images import read_rgb
-from fednuclei.evaluation import overlay, segment_image
-from fednuclei.model.training import load_model, pick_device
+from fednuclei.drawing import overlay
+from fednuclei.evaluation import segment_image
+from fednuclei.model.device import pick_device
+from fednuclei.model.files import load_model
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 

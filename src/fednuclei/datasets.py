@@ -6,20 +6,22 @@ with the pipelines, that knows Kedro exists.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
-from fednuclei.atomic import atomic_folder
+from fednuclei.atomic import atomic_file, atomic_folder
 from fednuclei.data.folders import read_image_mask_folder
 from fednuclei.data.monuseg import read_monuseg
 from fednuclei.data.synthetic import generate_synthetic_tiles
 from fednuclei.data.tiles import Tile, load_tile_sets, load_tiles, save_tile_sets, save_tiles
 from fednuclei.data.tnbc import read_tnbc
-from fednuclei.model.training import load_model, save_model
+from fednuclei.model.files import load_model, save_model
 from fednuclei.model.unet import UNet
+from fednuclei.run_settings import RunSettings
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +119,30 @@ class ClientTileSetsDataset(AbstractDataset[dict[str, list[Tile]], dict[str, lis
         return {"path": str(self._path)}
 
 
+class RunSettingsDataset(AbstractDataset[RunSettings, RunSettings]):
+    """A method's :class:`~fednuclei.run_settings.RunSettings` as a small JSON file, written
+    atomically; also a settings file for ``flwr run`` (see :mod:`fednuclei.federated.run_config`)."""
+
+    def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None):
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def load(self) -> RunSettings:
+        return RunSettings.from_mapping(json.loads(self._filepath.read_text()), where=str(self._filepath))
+
+    def save(self, data: RunSettings) -> None:
+        with atomic_file(self._filepath) as staging:
+            staging.write_text(json.dumps(data.to_dict(), indent=1))
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
+
+
 class ModelDataset(AbstractDataset[UNet, UNet]):
-    """One trained U-Net as a ``.pt`` file (:func:`fednuclei.model.training.save_model` format)."""
+    """One trained U-Net as a ``.pt`` file (:func:`fednuclei.model.files.save_model` format)."""
 
     def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None):
         self._filepath = Path(filepath)

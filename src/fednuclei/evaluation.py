@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from skimage.segmentation import find_boundaries
 from tqdm.auto import tqdm
 
 from fednuclei.data.tiles import Tile
@@ -18,21 +17,12 @@ from fednuclei.model.postprocess import instances_from_probabilities
 
 logger = logging.getLogger(__name__)
 
-_OUTLINE = np.array([0, 255, 0], np.uint8)
-
 
 def segment_image(
     model: torch.nn.Module, image: np.ndarray, *, patch: int = 256, overlap: float = 0.25, device=None
 ) -> np.ndarray:
     """Nuclei instances of a whole (H, W, 3) uint8 image at native resolution: (H, W) int32, 0 = background."""
     return instances_from_probabilities(predict_probabilities(model, image, patch=patch, overlap=overlap, device=device))
-
-
-def overlay(image: np.ndarray, instances: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 copy of ``image`` with each predicted nucleus outlined in green."""
-    drawn = image.copy()
-    drawn[find_boundaries(instances, mode="inner")] = _OUTLINE
-    return drawn
 
 
 def score_tiles(

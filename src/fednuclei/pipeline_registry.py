@@ -1,17 +1,25 @@
-"""Project pipelines, found with ``find_pipelines()``: the data stages, the training template
-(``training``: every method on data already prepared), and one end-to-end pipeline per method."""
+"""Project pipelines: the data stages, one end-to-end pipeline per method of
+:data:`fednuclei.methods.METHODS` (named after it), ``training`` (every method on data already
+prepared) and ``compare``.
+
+Registered here rather than with ``find_pipelines()``: Kedro 1.7 loads only the packages a
+``--pipeline`` names, and the method pipelines are instances of one template, not packages.
+"""
 
 from __future__ import annotations
 
-from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
+
+from fednuclei.methods import METHODS
+from fednuclei.pipelines import augmentation, compare, data_processing, training
 
 DEFAULT_METHOD = "fedavg"
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """Every pipeline package under ``fednuclei.pipelines``; ``kedro run`` runs the default method."""
-    pipelines = find_pipelines(raise_errors=True)
-    if DEFAULT_METHOD in pipelines:  # absent when the command line asked for another pipeline only
-        pipelines["__default__"] = pipelines[DEFAULT_METHOD]
+    """Every pipeline; ``kedro run`` runs the default method end to end."""
+    pipelines = {package.__name__.rsplit(".", 1)[-1]: package.create_pipeline()
+                 for package in (data_processing, augmentation, training, compare)}
+    pipelines.update({name: training.end_to_end(name) for name in METHODS})
+    pipelines["__default__"] = pipelines[DEFAULT_METHOD]
     return pipelines

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from fednuclei.federated.checkpoint import RunStore, best_round
-from fednuclei.federated.task import build_model
-from fednuclei.model.training import load_model
+from fednuclei.methods.common import build_model
+from fednuclei.model.files import load_model
 
 
 def commit(store, model, server_round, val_dice):

@@ -1,18 +1,22 @@
 """The ClientApp's train and evaluate handlers, called in-process with hand-made messages."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
+import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 
 from fednuclei.data.tiles import load_tile_sets, save_tile_sets
 from fednuclei.federated import client_app
-from fednuclei.federated.task import build_model
-from tests.federated.sample_data import mixed_settings, write_mixed_client_data
+from fednuclei.federated.run_config import message_config
+from fednuclei.methods.common import build_model
+from fednuclei.run_settings import RunSettings
+from tests.sample_data import mixed_settings, write_mixed_client_data
 
 
 def instruction(settings, message_type: str, server_round: int = 1) -> Message:
-    config = ConfigRecord({**settings.to_run_config(), "server-round": server_round})
+    config = ConfigRecord(message_config(settings, server_round))
     content = RecordDict({"arrays": ArrayRecord(build_model(settings).state_dict()), "config": config})
     return Message(content=content, dst_node_id=2, message_type=message_type)
 
@@ -24,9 +28,9 @@ def context(node_config: dict) -> Context:
 def test_train_replies_updated_weights_with_its_example_count(client_data_root, tiny_settings, task_identity):
     settings = tiny_settings(client_data_root)
     sent = instruction(settings, MessageType.TRAIN)
-    out = client_app.train(sent, context({"partition-id": 1, "num-partitions": 2}))
+    out = client_app.app(sent, context({"partition-id": 1, "num-partitions": 2}))
     metrics = out.content["metrics"]
-    assert metrics["num-examples"] == 2 and metrics["train_loss"] > 0 and metrics["train_seconds"] > 0
+    assert metrics["usable_images"] == 2 and metrics["train_loss"] > 0 and metrics["train_seconds"] > 0
     assert out.content["client"]["name"] == "beta"
     before, after = sent.content["arrays"], out.content["arrays"]
     assert set(after) == set(before)
@@ -48,17 +52,16 @@ def test_client_without_masks_replies_zero_examples(client_data_root, tiny_setti
                        client_data_root / root)
     settings = tiny_settings(client_data_root)
     node = context({"partition-id": 0})
-    trained = client_app.train(instruction(settings, MessageType.TRAIN), node)
+    trained = client_app.app(instruction(settings, MessageType.TRAIN), node)
     evaluated = client_app.evaluate(instruction(settings, MessageType.EVALUATE), node)
-    assert trained.content["metrics"]["num-examples"] == 0 and evaluated.content["metrics"]["num-examples"] == 0
+    assert trained.content["metrics"]["usable_images"] == 0 and evaluated.content["metrics"]["num-examples"] == 0
 
 
 # --- mixed supervision ------------------------------------------------------------------------
 
 def mixed_instruction(settings, keys, server_round: int = 1) -> Message:
-    config = ConfigRecord({**settings.to_run_config(), "server-round": server_round})
-    models = {"model_1": build_model(settings), "model_2": build_model(settings, which=2),
-              "arrays": build_model(settings)}
+    config = ConfigRecord(message_config(settings, server_round))
+    models = {"arrays": build_model(settings), "model_2": build_model(settings, which=2)}
     content = RecordDict({key: ArrayRecord(models[key].state_dict()) for key in keys})
     content["config"] = config
     return Message(content=content, dst_node_id=2, message_type=MessageType.TRAIN)
@@ -66,7 +69,7 @@ def mixed_instruction(settings, keys, server_round: int = 1) -> Message:
 
 def test_query_names_the_client_and_its_supervision(tmp_path, task_identity):
     settings = mixed_settings(tmp_path)
-    config = ConfigRecord({**settings.to_run_config(), "server-round": 0})
+    config = ConfigRecord(message_config(settings, 0))
     sent = Message(content=RecordDict({"config": config}), dst_node_id=2, message_type=MessageType.QUERY)
     out = client_app.query(sent, context({"partition-id": 1}))
     assert dict(out.content["client"]) == {"name": "box_site", "supervision": "bbox"}
@@ -75,13 +78,13 @@ def test_query_names_the_client_and_its_supervision(tmp_path, task_identity):
 def test_fedmix_weak_client_replies_both_models_and_its_usable_images(tmp_path, task_identity):
     write_mixed_client_data(tmp_path)
     settings = mixed_settings(tmp_path, tau=0.0)  # every image agrees: the 'none' client trains
-    sent = mixed_instruction(settings, ("model_1", "model_2"))
-    out = client_app.train(sent, context({"partition-id": 2}))
+    sent = mixed_instruction(settings, ("arrays", "model_2"))
+    out = client_app.app(sent, context({"partition-id": 2}))
     metrics = out.content["metrics"]
     assert out.content["client"]["supervision"] == "none"
-    assert metrics["usable_images"] == metrics["num-examples"] == 2 and metrics["train_loss"] > 0
-    assert set(out.content.array_records) == {"model_1", "model_2"}
-    for key in ("model_1", "model_2"):
+    assert metrics["usable_images"] == 2 and metrics["train_loss"] > 0
+    assert set(out.content.array_records) == {"arrays", "model_2"}
+    for key in ("arrays", "model_2"):
         before, after = sent.content[key], out.content[key]
         assert any(not np.array_equal(before[k].numpy(), after[k].numpy()) for k in before)
 
@@ -89,16 +92,40 @@ def test_fedmix_weak_client_replies_both_models_and_its_usable_images(tmp_path, 
 def test_fedmix_weak_client_without_usable_image_sends_no_weights(tmp_path, task_identity):
     write_mixed_client_data(tmp_path)
     settings = mixed_settings(tmp_path, tau=1.0, min_covered_boxes=1.0, min_box_fill=1.0)
-    out = client_app.train(mixed_instruction(settings, ("model_1", "model_2")), context({"partition-id": 1}))
+    out = client_app.app(mixed_instruction(settings, ("arrays", "model_2")), context({"partition-id": 1}))
     assert out.content["metrics"]["usable_images"] == 0 and not out.content.array_records
 
 
 def test_fedst_pixel_client_trains_one_model(tmp_path, task_identity):
     write_mixed_client_data(tmp_path)
     settings = mixed_settings(tmp_path, method="fedst")
-    out = client_app.train(mixed_instruction(settings, ("arrays",)), context({"partition-id": 0}))
+    out = client_app.app(mixed_instruction(settings, ("arrays",)), context({"partition-id": 0}))
     assert out.content["metrics"]["usable_images"] == 2 and set(out.content.array_records) == {"arrays"}
     evaluated = client_app.evaluate(instruction(settings, MessageType.EVALUATE), context({"partition-id": 0}))
     assert evaluated.content["metrics"]["num-examples"] == 1
     weak = client_app.evaluate(instruction(settings, MessageType.EVALUATE), context({"partition-id": 2}))
     assert weak.content["metrics"]["num-examples"] == 0  # no masks at a weak client: nothing to validate
+
+
+# --- which client a node plays ----------------------------------------------------------------
+
+IDENTITY = RunSettings(clients=("alpha", "beta"), data_path="/sim/base")
+
+
+def test_simulation_node_plays_the_client_its_partition_id_names():
+    assert client_app.client_identity({"partition-id": 1, "num-partitions": 2}, IDENTITY) == ("beta",
+                                                                                            Path("/sim/base"))
+
+
+def test_deployed_node_names_itself_and_its_data_folder():
+    name, base = client_app.client_identity({"client": "gamma", "data-path": "/hospital/data"}, IDENTITY)
+    assert (name, str(base)) == ("gamma", "/hospital/data")
+
+
+@pytest.mark.parametrize("node_config, message", [
+    ({"partition-id": 2}, "has no client"),
+    ({}, "node config must give"),
+])
+def test_client_identity_errors(node_config, message):
+    with pytest.raises(ValueError, match=message):
+        client_app.client_identity(node_config, IDENTITY)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from fednuclei.model.training import load_model
-from tests.federated.sample_data import CLIENTS, tiny_settings, write_client_data
+from fednuclei.model.files import load_model
+from tests.sample_data import CLIENTS, tiny_settings, write_client_data
 
 pytestmark = pytest.mark.slow
 
@@ -113,12 +113,13 @@ def test_two_supernodes_train_two_fedavg_rounds(federation, tmp_path):
     env, data = federation
     checkpoints = tmp_path / "checkpoints"
     settings = tiny_settings(data, checkpoint_dir=str(checkpoints))
-    run_config = settings.to_run_config()
-    del run_config["data-path"]  # each SuperNode brings its own
-    overrides = tmp_path / "run_config.toml"
-    overrides.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in run_config.items()))
+    values = settings.to_dict()
+    del values["data_path"]  # each SuperNode brings its own
+    settings_file = tmp_path / "fedavg.toml"
+    settings_file.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()))
 
-    run = subprocess.run([str(BIN / "flwr"), "run", str(REPO), CONNECTION, "--stream", "--run-config", str(overrides)],
+    run = subprocess.run([str(BIN / "flwr"), "run", str(REPO), CONNECTION, "--stream", "--run-config",
+                          f"settings='{settings_file}'"],
                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 

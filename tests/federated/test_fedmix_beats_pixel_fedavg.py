@@ -13,8 +13,8 @@ import pytest
 
 from fednuclei.evaluation import score_tiles
 from fednuclei.federated.simulation import run_federated
-from fednuclei.model.training import load_model
-from tests.federated.sample_data import INKED_CLIENTS, INKED_SUPERVISION, tiny_settings, write_inked_mixed_client_data
+from fednuclei.model.files import load_model
+from tests.sample_data import INKED_CLIENTS, INKED_SUPERVISION, tiny_settings, write_inked_mixed_client_data
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from fednuclei.federated.simulation import run_federated
-from fednuclei.model.training import load_model
-from tests.federated.sample_data import MIXED_CLIENTS, MIXED_SUPERVISION, mixed_settings, write_mixed_client_data
+from fednuclei.model.files import load_model
+from tests.sample_data import MIXED_CLIENTS, MIXED_SUPERVISION, mixed_settings, write_mixed_client_data
 
 pytestmark = pytest.mark.slow
 

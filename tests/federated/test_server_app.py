@@ -6,7 +6,7 @@ import pytest
 
 from fednuclei.federated.checkpoint import RunStore
 from fednuclei.federated.server_app import run_server
-from fednuclei.federated.task import build_model
+from fednuclei.methods.common import build_model
 
 
 class UnusedGrid:

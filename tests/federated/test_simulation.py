@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 
 from fednuclei.federated.simulation import run_federated
-from fednuclei.model.training import load_model
-from tests.federated.sample_data import tiny_settings, write_client_data
+from fednuclei.model.files import load_model
+from tests.sample_data import tiny_settings, write_client_data
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def test_simulation_writes_history_and_checkpoints(first_run):
     assert [h["round"] for h in history] == [1, 2]
     for entry in history:
         assert set(entry["clients"]) == set(settings.clients)
-        assert all(c["num_examples"] == 2 and c["val_examples"] == 1 for c in entry["clients"].values())
+        assert all(c["usable_images"] == 2 and c["val_examples"] == 1 for c in entry["clients"].values())
         assert entry["train_loss"] > 0 and 0 <= entry["val_dice"] <= 1 and entry["round_seconds"] > 0
     folder = best.parent
     assert json.loads((folder / "history.json").read_text()) == history

@@ -1,9 +1,10 @@
 import datetime
 
+import numpy as np
 import pytest
 import torch
 
-from fednuclei.model.training import load_model, save_model, state_to_arrays
+from fednuclei.model.files import arrays_to_state, load_model, save_model, state_to_arrays
 from fednuclei.model.unet import UNet
 
 
@@ -67,3 +68,22 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
 def test_missing_file_is_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match="absent.pt"):
         load_model(tmp_path / "absent.pt", "cpu")
+
+
+def test_arrays_round_trip_and_are_copies(tiny_unet):
+    source, target = tiny_unet(0), tiny_unet(1)
+    arrays = state_to_arrays(source)
+    arrays_to_state(target, arrays)
+    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values()))
+    with torch.no_grad():
+        next(source.parameters()).add_(1.0)
+    assert not np.array_equal(arrays[next(iter(arrays))], state_to_arrays(source)[next(iter(arrays))])
+
+
+def test_arrays_that_do_not_fit_are_refused(tiny_unet):
+    arrays = state_to_arrays(tiny_unet())
+    name = next(iter(arrays))
+    with pytest.raises(ValueError, match="missing"):
+        arrays_to_state(tiny_unet(), {k: v for k, v in arrays.items() if k != name})
+    with pytest.raises(ValueError, match=name):
+        arrays_to_state(tiny_unet(), {**arrays, name: arrays[name][:1]})

@@ -4,26 +4,20 @@ import numpy as np
 import pytest
 import torch
 
+from fednuclei.model.files import state_to_arrays
 from fednuclei.model.losses import dice_bce_loss
-from fednuclei.model.training import (
-    PatchDataset,
-    arrays_to_state,
-    pick_device,
-    state_to_arrays,
-    train_epochs,
-    train_on_batches,
-)
+from fednuclei.model.training import labelled_dataset, train_epochs, train_on_batches
 
 CPU = torch.device("cpu")
 
 
 def fixed_batch(tiles):
-    image, target = PatchDataset(tiles)[0]
+    image, target = labelled_dataset(tiles)[0]
     return image[None], target[None]
 
 
 def test_patch_dataset_gives_unit_images_and_binary_targets(tiles64):
-    image, target = PatchDataset(tiles64)[1]
+    image, target = labelled_dataset(tiles64)[1]
     assert image.shape == (3, 64, 64) and 0.0 <= image.min() and image.max() <= 1.0
     assert target.shape == (2, 64, 64) and set(target.unique().tolist()) <= {0.0, 1.0}
     assert target[1].sum() > 0
@@ -107,35 +101,6 @@ def test_tiles_without_instances_or_of_mixed_sizes_are_refused(tiles64, tiny_une
 def test_custom_loss_that_skips_everything_gives_nan_not_a_crash(tiles64, tiny_unet):
     result, _ = final_weights(tiny_unet(), tiles64, epochs=2, loss_fn=lambda logits, target, mask: None)
     assert math.isnan(result.loss) and (result.steps, result.skipped) == (0, 4)
-
-
-def test_arrays_round_trip_and_are_copies(tiny_unet):
-    source, target = tiny_unet(0), tiny_unet(1)
-    arrays = state_to_arrays(source)
-    arrays_to_state(target, arrays)
-    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values()))
-    with torch.no_grad():
-        next(source.parameters()).add_(1.0)
-    assert not np.array_equal(arrays[next(iter(arrays))], state_to_arrays(source)[next(iter(arrays))])
-
-
-def test_arrays_that_do_not_fit_are_refused(tiny_unet):
-    arrays = state_to_arrays(tiny_unet())
-    name = next(iter(arrays))
-    with pytest.raises(ValueError, match="missing"):
-        arrays_to_state(tiny_unet(), {k: v for k, v in arrays.items() if k != name})
-    with pytest.raises(ValueError, match=name):
-        arrays_to_state(tiny_unet(), {**arrays, name: arrays[name][:1]})
-
-
-def test_pick_device(caplog):
-    caplog.set_level("INFO", logger="fednuclei.model.training")
-    assert pick_device("cpu") == CPU
-    assert "cpu" in caplog.text
-    assert pick_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA"):
-            pick_device("cuda")
 
 
 def test_dice_bce_is_the_default_loss():

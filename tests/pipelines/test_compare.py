@@ -4,7 +4,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from fednuclei.pipelines.compare import COMPARED
+from fednuclei.methods import METHODS
 from fednuclei.pipelines.compare.nodes import compare_methods
 
 
@@ -35,7 +35,7 @@ def test_compare_tables_every_method_overall_and_per_client(kedro_project):
     assert completed.returncode == 0, completed.stderr[-6000:]
     table = pd.read_csv(kedro_project.path / "data" / "08_reporting" / "compare" / "metrics_table.csv")
     overall = table[table["level"] == "overall"]
-    assert sorted(overall["method"]) == sorted(COMPARED)
+    assert sorted(overall["method"]) == sorted(METHODS)
     assert overall[["dice", "aji", "pq"]].notna().all().all() and (overall["dice"] > 0).all()
     assert overall["n_images"].nunique() == 1  # every method on the same tiles
     per_client = table[(table["level"] == "client") & (table["method"] == "fedmix")]

@@ -4,7 +4,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from fednuclei.model.training import load_model
+from fednuclei.model.files import load_model
 
 FAST = "profiles.cpu.num_server_rounds=2"
 

@@ -26,6 +26,8 @@ from fednuclei.data.tiles import SUPERVISION_LEVELS, Tile
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+# What a client holds in each view: its own labels (`supervised`), or pixel masks for all (`full`).
+LABEL_VIEWS = ("supervised", "full")
 EXTERNAL_TEST = "external_test"
 _CLIENT_KEYS = {"name", "source", "organs", "groups", "tiles", "supervision", "join_round", "split_by"}
 _SELECTIONS = {"organs": "organ", "groups": "group", "tiles": "tile"}

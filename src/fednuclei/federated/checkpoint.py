@@ -33,12 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from fednuclei.atomic import atomic_file
-from fednuclei.federated.settings import FederatedSettings
-from fednuclei.model.training import arrays_to_state, load_model, save_model
+from fednuclei.methods import method_of
+from fednuclei.model.files import arrays_to_state, load_model, save_model
 from fednuclei.model.unet import UNet
-
-# Global models a method keeps besides its main one, by name.
-EXTRA_MODELS = {"fedmix": ("model_2",)}
+from fednuclei.run_settings import RunSettings
 
 
 class RunStore:
@@ -51,9 +49,9 @@ class RunStore:
         ValueError: the folder exists but records other settings (a fingerprint prefix clash).
     """
 
-    def __init__(self, settings: FederatedSettings):
+    def __init__(self, settings: RunSettings):
         self.settings = settings
-        self.extra_models: tuple[str, ...] = EXTRA_MODELS.get(settings.method, ())
+        self.extra_models = method_of(settings.method).extra_models
         fingerprint = settings.fingerprint()
         self.folder = Path(settings.checkpoint_dir).expanduser().resolve() / f"run-{fingerprint[:12]}"
         (self.folder / "rounds").mkdir(parents=True, exist_ok=True)
@@ -64,7 +62,7 @@ class RunStore:
                 raise ValueError(f"{self.folder} belongs to a run with fingerprint {stored}, not {fingerprint}; "
                                  "use another checkpoint_dir")
         # Rewritten each time: the round count and paths may have changed since.
-        write_json(recorded, {"fingerprint": fingerprint, "run_config": settings.to_run_config()})
+        write_json(recorded, {"fingerprint": fingerprint, "settings": settings.to_dict()})
 
     @property
     def history_path(self) -> Path:

@@ -2,8 +2,9 @@
 
 ``flwr.simulation.run_simulation`` (Flower 1.42) has no run-config parameter: its ServerApp
 context gets an empty ``run_config``. The settings are therefore bound into a ServerApp built
-here, which calls the same :func:`~fednuclei.federated.server_app.run_server` as the deployed one;
-the ClientApp is the deployed one unchanged, since clients read the settings from each message.
+here, which calls the same :func:`~fednuclei.federated.server_app.run_server` as the deployed one.
+The ClientApp is the deployed one's code bound to a copy of the method table, which travels to
+the simulated clients (Ray workers) with the app, so a method declared at run time trains too.
 """
 
 from __future__ import annotations
@@ -19,17 +20,18 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 
 from fednuclei.federated.checkpoint import RunStore
-from fednuclei.federated.client_app import app as client_app
+from fednuclei.federated.client_app import make_client_app
 from fednuclei.federated.server_app import run_server
-from fednuclei.federated.settings import FederatedSettings
+from fednuclei.methods import METHODS
+from fednuclei.run_settings import RunSettings
 
 logger = logging.getLogger(__name__)
 
 
-def run_federated(settings: FederatedSettings, num_clients: int | None = None,
+def run_federated(settings: RunSettings, num_clients: int | None = None,
                   *, verbose: bool = False) -> tuple[Path, list[dict[str, Any]]]:
-    """Simulate a run of ``settings.method`` (FedAvg, FedMix, FedST or FedRGD: the ServerApp picks
-    the strategy), one virtual SuperNode per client; resumes an interrupted run.
+    """Simulate a run of the federated method ``settings.method``, one virtual SuperNode per
+    client; resumes an interrupted run.
 
     Args:
         settings: the run. Relative ``data_path`` and ``checkpoint_dir`` are resolved against
@@ -55,13 +57,13 @@ def run_federated(settings: FederatedSettings, num_clients: int | None = None,
     def main(grid: Grid, context: Context) -> None:
         run_server(grid, settings)
 
-    run_simulation(server_app=server_app, client_app=client_app, num_supernodes=num_clients,
+    run_simulation(server_app=server_app, client_app=make_client_app(dict(METHODS)), num_supernodes=num_clients,
                    backend_config=backend_config(settings), verbose_logging=verbose)
     store = RunStore(settings)
     return store.best_path, store.history()
 
 
-def backend_config(settings: FederatedSettings) -> dict[str, Any]:
+def backend_config(settings: RunSettings) -> dict[str, Any]:
     """Ray resources per simulated client: a GPU share when CUDA is available, else CPU only."""
     gpus = settings.gpu_fraction if torch.cuda.is_available() else 0.0
     device = f"cuda ({torch.cuda.get_device_name(0)}), {gpus} GPU per client" if gpus else "cpu"

@@ -1,81 +1,167 @@
-"""FedAvg with durable, resumable rounds, on top of Flower's own ``FedAvg`` and its server loop.
+"""The Flower strategy of every federated method: Flower's ``FedAvg`` loop, driven by the method table.
 
-``Strategy.start`` runs the loop; this subclass only
+``Strategy.start`` runs the rounds. This subclass reads the run's
+:class:`~fednuclei.methods.Method` and overrides Flower's training hooks:
 
-* shifts round numbers by the rounds an earlier, interrupted run already finished (``start``
-  counts from 1), so clients, logs and the history see the global round;
-* leaves clients that report ``num-examples`` 0 out of the averages (no pixel masks to train
-  on, no validation masks): Flower's weighted mean would otherwise divide by zero when no client
-  has any;
-* keeps each client's reply metrics, which Flower's aggregation folds into one mean;
-* stops the run when no client at all answers a stage without error (missing data, a crash):
-  Flower would carry on and the round would be committed although nothing was learnt;
-* commits the round to a :class:`~fednuclei.federated.checkpoint.RunStore` in
-  :meth:`end_round`, passed to ``start`` as ``evaluate_fn``: the hook Flower calls after every
-  round with the new global arrays.
+* ``configure_train`` sends the round's global models (the main one Flower's loop carries, under
+  ``arrays``, and the method's extra models under their names) to the round's participants only
+  (``Method.participants``: every client for FedAvg and FedMix, pixel clients during FedST's
+  warm-up, a seeded fraction for FedRGD);
+* ``aggregate_train`` turns the replies into
+  :class:`~fednuclei.methods.aggregation.ClientReport` s, weighs them with
+  ``Method.round_weights`` and averages every global model with those weights
+  (:func:`~fednuclei.methods.aggregation.weighted_average`). When no client trained, the global
+  models stay as they were.
 
-FedMix, FedST and FedRGD extend it in :mod:`fednuclei.federated.strategies`.
+Evaluation is Flower's FedAvg one: every node validates the main global model. Round numbers are
+shifted by the rounds an earlier, interrupted run already finished (``start`` counts from 1), so
+clients, logs and the history see the global round; each finished round is committed to a
+:class:`~fednuclei.federated.checkpoint.RunStore` in :meth:`MethodStrategy.end_round`, the hook
+Flower calls after every round with the new global arrays (``evaluate_fn`` of ``start``).
+
+**History.** Each round's ``clients`` entry holds, per client of the run: ``participated``,
+``supervision``, ``usable_images``, ``train_loss`` (None unless it trained), ``weight`` (its
+share of the aggregate, 0 unless it trained), ``train_seconds``, and ``val_examples`` /
+``val_dice``. The round's ``train_loss`` is the weight-averaged loss of the clients that trained.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
 from fednuclei.federated.checkpoint import RunStore
-from fednuclei.federated.protocol import WEIGHT_KEY
+from fednuclei.federated.discovery import discover_clients
+from fednuclei.federated.protocol import ARRAYS, CLIENT, METRICS, USABLE_KEY, WEIGHT_KEY
+from fednuclei.methods import method_of
+from fednuclei.methods.aggregation import ClientReport, weighted_average
 from fednuclei.model.unet import UNet
+from fednuclei.run_settings import RunSettings
 
 logger = logging.getLogger(__name__)
 
 
-class CheckpointedFedAvg(FedAvg):
-    """Size-weighted FedAvg whose rounds are written to ``store`` as they finish.
+class MethodStrategy(FedAvg):
+    """Flower's FedAvg with the participants, weights and global models of ``settings.method``,
+    and rounds written to ``store`` as they finish.
 
     Args:
         store: where rounds go; its history says how many rounds are already done.
-        model: a model of the run's architecture, used to write the global weights.
-        **kwargs: for :class:`flwr.serverapp.strategy.FedAvg` (node counts, keys).
+        settings: the run (clients, their supervision, the method and its parameters).
+        model: the main global model, holding the weights the run starts or resumes from.
+        extras: the method's extra global models by name (FedMix: ``model_2``), likewise.
+        node_clients: node id -> client name, when known; otherwise (the default) it is learnt
+            with :func:`~fednuclei.federated.discovery.discover_clients` at the first round.
     """
 
-    def __init__(self, store: RunStore, model: UNet, **kwargs: Any):
-        super().__init__(weighted_by_key=WEIGHT_KEY, **kwargs)
-        self.store = store
-        self.model = model
+    def __init__(self, store: RunStore, settings: RunSettings, model: UNet, extras: Mapping[str, UNet] | None = None,
+                 node_clients: Mapping[int, str] | None = None):
+        n_clients = len(settings.clients)
+        super().__init__(weighted_by_key=WEIGHT_KEY, min_train_nodes=n_clients, min_evaluate_nodes=n_clients,
+                         min_available_nodes=n_clients)
+        self.method = method_of(settings.method)
+        extras = dict(extras or {})
+        if tuple(extras) != self.method.extra_models:
+            raise ValueError(f"method {self.method.name} keeps extra models {list(self.method.extra_models)}, "
+                             f"got {list(extras)}")
+        self.store, self.settings, self.model, self.extras = store, settings, model, extras
+        self.extra_arrays = {name: ArrayRecord(extra.state_dict()) for name, extra in extras.items()}
+        self.node_clients: dict[int, str] = dict(node_clients or {})
         self.rounds_done = len(store.history())
         self._round: dict[str, Any] = {}
+        self._sent: dict[str, ArrayRecord] = {}
+
+    @property
+    def model_keys(self) -> tuple[str, ...]:
+        """The ArrayRecord keys of the global models, the main one first."""
+        return (ARRAYS, *self.method.extra_models)
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
-        self._begin_round()
-        return super().configure_train(self.rounds_done + server_round, arrays, config, grid)
-
-    def _begin_round(self) -> None:
-        """Start the bookkeeping of a new round (its clock, per-client entries, stage metrics)."""
+        """Training instructions for this round's participants only."""
         self._round = {"started": time.perf_counter(), "clients": {}, "train": None, "evaluate": None}
+        server_round += self.rounds_done
+        if set(grid.get_node_ids()) != set(self.node_clients):
+            self.node_clients = discover_clients(grid, self.settings, self.settings.round_timeout)
+        chosen = set(self.method.participants(self.settings, server_round))
+        levels = self.settings.client_supervision
+        for name in self.settings.clients:
+            self._round["clients"][name] = {"participated": name in chosen, "supervision": levels[name],
+                                            "usable_images": 0, "train_loss": None, "weight": 0.0}
+        self._sent = {ARRAYS: arrays, **self.extra_arrays}
+        config["server-round"] = server_round
+        record = RecordDict({**self._sent, self.configrecord_key: config})
+        nodes = [node for node, name in self.node_clients.items() if name in chosen]
+        logger.info("round %d: %s trains (%s)", server_round, self.method.name,
+                    ", ".join(name for name in self.settings.clients if name in chosen))
+        return self._construct_messages(record, nodes, MessageType.TRAIN)
 
     def aggregate_train(self, server_round: int,
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Weigh the clients that trained and average every global model with those weights;
+        keep the global models when nobody trained."""
         server_round += self.rounds_done
-        replies = self._note_clients(server_round, replies, "train")
-        arrays, metrics = super().aggregate_train(server_round, replies)
+        replies = list(replies)
+        _check_some_succeeded(server_round, replies, "train")
+        reports, arrays_by_model = [], {key: {} for key in self.model_keys}
+        for msg in replies:
+            if msg.has_error():
+                self._note_failure(server_round, msg)
+                continue
+            report = self._report(msg)
+            reports.append(report)
+            if report.trained:
+                for key in self.model_keys:
+                    record = msg.content[key]
+                    arrays_by_model[key][report.name] = [record[k].numpy() for k in self._sent[key]]
+        weights = self.method.round_weights(reports, self.settings)
+        for report in reports:
+            self._round["clients"][report.name]["weight"] = weights.get(report.name, 0.0)
+        if weights:
+            new = {key: _to_record(list(self._sent[key]), weighted_average(arrays_by_model[key], weights))
+                   for key in self.model_keys}
+        else:
+            logger.warning("round %d: no client had a usable image; the global model(s) stay as they were",
+                           server_round)
+            new = dict(self._sent)
+        self.extra_arrays = {name: new[name] for name in self.method.extra_models}
+        trained = [r for r in reports if r.trained]
+        metrics = MetricRecord({"usable_images": sum(r.usable_images for r in trained),
+                                "trained_clients": len(trained)})
+        if trained:
+            metrics["train_loss"] = math.fsum(weights[r.name] * r.loss for r in trained)
         self._round["train"] = metrics
-        return arrays, metrics
+        return new[ARRAYS], metrics
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
         return super().configure_evaluate(self.rounds_done + server_round, arrays, config, grid)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        """Flower's mean validation Dice weighted by validation tiles, over the clients that have
+        some (a mean over nobody would divide by zero); each client's numbers go to the history."""
         server_round += self.rounds_done
-        replies = self._note_clients(server_round, replies, "evaluate")
-        metrics = super().aggregate_evaluate(server_round, replies)
+        replies = list(replies)
+        _check_some_succeeded(server_round, replies, "evaluate")
+        kept = []
+        for msg in replies:
+            if msg.has_error():
+                kept.append(msg)  # Flower counts and logs the failure
+                continue
+            metrics = msg.content[METRICS]
+            examples = int(metrics[WEIGHT_KEY])
+            entry = self._round.setdefault("clients", {}).setdefault(str(msg.content[CLIENT]["name"]), {})
+            entry.update(val_examples=examples, val_dice=float(metrics["val_dice"]) if examples else None)
+            if examples > 0:
+                kept.append(msg)
+        metrics = super().aggregate_evaluate(server_round, kept)
         self._round["evaluate"] = metrics
         return metrics
 
@@ -93,49 +179,50 @@ class CheckpointedFedAvg(FedAvg):
             "clients": self._round["clients"],
         }
         self.model.load_state_dict(arrays.to_torch_state_dict())
-        self.store.commit_round(self.model, record, self._extra_models())
+        for name, extra in self.extras.items():
+            extra.load_state_dict(self.extra_arrays[name].to_torch_state_dict())
+        self.store.commit_round(self.model, record, self.extras)
         logger.info("round %d committed to %s: train loss %s, val Dice %s", record["round"], self.store.folder,
                     record["train_loss"], record["val_dice"])
         return None
 
-    def _extra_models(self) -> dict[str, UNet]:
-        """Global models checkpointed next to ``self.model`` (FedMix's second model); none here."""
-        return {}
+    def _note_failure(self, server_round: int, msg: Message) -> None:
+        logger.warning("round %d: node %s failed to train: %s", server_round, msg.metadata.src_node_id,
+                       msg.error.reason[:500])
+        name = self.node_clients.get(msg.metadata.src_node_id)
+        if name in self._round["clients"]:
+            self._round["clients"][name]["error"] = msg.error.reason[:500]
 
-    @staticmethod
-    def _check_some_succeeded(server_round: int, replies: list[Message], stage: str) -> None:
-        """Stop the run when no client completed ``stage`` (every reply an error, or none at all).
+    def _report(self, msg: Message) -> ClientReport:
+        """The reply as a ClientReport, noted in the round's per-client entry."""
+        name = str(msg.content[CLIENT]["name"])
+        entry = self._round["clients"].get(name)
+        if entry is None or not entry["participated"]:
+            raise ValueError(f"a training reply from client {name!r}, which was not asked to train this round")
+        metrics = msg.content[METRICS]
+        usable = int(metrics[USABLE_KEY])
+        stated = msg.content[CLIENT].get("supervision", entry["supervision"])
+        if stated != entry["supervision"]:
+            logger.warning("client %s says its supervision is %s, the run says %s; the run's is used", name, stated,
+                           entry["supervision"])
+        loss = float(metrics["train_loss"]) if usable else math.nan
+        entry.update(usable_images=usable, train_loss=loss if usable else None,
+                     train_seconds=float(metrics["train_seconds"]))
+        return ClientReport(name=name, supervision=entry["supervision"], usable_images=usable, loss=loss)
 
-        Raises:
-            RuntimeError: no reply without error, quoting the clients' errors.
-        """
-        if all(msg.has_error() for msg in replies):
-            errors = "; ".join(sorted({msg.error.reason[:500] for msg in replies})) or "no reply before the timeout"
-            raise RuntimeError(f"round {server_round}: no client completed {stage}: {errors}")
 
-    def _note_clients(self, server_round: int, replies: Iterable[Message], stage: str) -> list[Message]:
-        """Record each client's metrics for ``stage``; return the replies that may be averaged
-        (errors stay in, so Flower logs them).
+def _check_some_succeeded(server_round: int, replies: list[Message], stage: str) -> None:
+    """Stop the run when no client completed ``stage`` (every reply an error, or none at all):
+    Flower would carry on, and the round would be committed although nothing was learnt.
 
-        Raises:
-            RuntimeError: no reply without error, quoting the clients' errors.
-        """
-        replies = list(replies)
-        self._check_some_succeeded(server_round, replies, stage)
-        kept = []
-        for msg in replies:
-            if msg.has_error():
-                kept.append(msg)
-                continue
-            metrics = msg.content["metrics"]
-            name = str(msg.content["client"]["name"])
-            examples = int(metrics[WEIGHT_KEY])
-            entry = self._round["clients"].setdefault(name, {})
-            if stage == "train":
-                entry.update(num_examples=examples, train_seconds=float(metrics["train_seconds"]),
-                             train_loss=float(metrics["train_loss"]) if examples else None)
-            else:
-                entry.update(val_examples=examples, val_dice=float(metrics["val_dice"]) if examples else None)
-            if examples > 0:
-                kept.append(msg)
-        return kept
+    Raises:
+        RuntimeError: no reply without error, quoting the clients' errors.
+    """
+    if all(msg.has_error() for msg in replies):
+        errors = "; ".join(sorted({msg.error.reason[:500] for msg in replies})) or "no reply before the timeout"
+        raise RuntimeError(f"round {server_round}: no client completed {stage}: {errors}")
+
+
+def _to_record(keys: list[str], arrays: list) -> ArrayRecord:
+    """An ArrayRecord with ``keys`` in order, holding the numpy ``arrays``."""
+    return ArrayRecord({key: Array(array) for key, array in zip(keys, arrays, strict=True)})

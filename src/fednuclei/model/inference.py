@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from fednuclei.data.patches import patch_origins
+from fednuclei.model.device import evaluating
 from fednuclei.model.unet import image_to_tensor
 
 # Window weight: a Gaussian of sigma = patch / 8 (as nnU-Net), so a pixel near a window's edge,
@@ -50,8 +51,8 @@ def predict_probabilities(
         patch: window side in px; a multiple of ``2**depth`` avoids the model's own padding.
         overlap: fraction of a window shared with its neighbour, in [0, 1).
         batch_size: windows per forward pass.
-        device: where to run; default, where the model's parameters are. On CUDA the forward pass
-            runs under float16 autocast.
+        device: where to run; default, where the model's parameters are (see
+            :func:`~fednuclei.model.device.evaluating` for precision).
 
     Returns:
         (C, H, W) float32 in [0, 1]; C = 2 for the UNet (foreground, contour).
@@ -68,22 +69,15 @@ def predict_probabilities(
     window = blend_window(patch)
     origins = _window_origins(pixels.shape[1], pixels.shape[2], patch, overlap)
     total = weights = None
-    was_training = model.training
-    model.to(device).eval()
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(origins), batch_size):
-                chunk = origins[start : start + batch_size]
-                batch = torch.stack([pixels[:, y : y + patch, x : x + patch] for y, x in chunk]).to(device)
-                with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-                    logits = model(batch)
-                probs = torch.sigmoid(logits.float()).cpu()
-                if total is None:
-                    total = torch.zeros((probs.shape[1], *pixels.shape[1:]))
-                    weights = torch.zeros(pixels.shape[1:])
-                for (y, x), prob in zip(chunk, probs):
-                    total[:, y : y + patch, x : x + patch] += prob * window
-                    weights[y : y + patch, x : x + patch] += window
-    finally:
-        model.train(was_training)
+    with evaluating(model, device):
+        for start in range(0, len(origins), batch_size):
+            chunk = origins[start : start + batch_size]
+            batch = torch.stack([pixels[:, y : y + patch, x : x + patch] for y, x in chunk]).to(device)
+            probs = torch.sigmoid(model(batch).float()).cpu()
+            if total is None:
+                total = torch.zeros((probs.shape[1], *pixels.shape[1:]))
+                weights = torch.zeros(pixels.shape[1:])
+            for (y, x), prob in zip(chunk, probs):
+                total[:, y : y + patch, x : x + patch] += prob * window
+                weights[y : y + patch, x : x + patch] += window
     return (total / weights)[:, :height, :width].numpy()

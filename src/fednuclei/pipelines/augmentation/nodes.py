@@ -6,8 +6,9 @@ import logging
 
 from PIL import Image
 
-from fednuclei.augment import AugmentationRecipe, augment_tiles, contact_sheet
+from fednuclei.augment import AugmentationRecipe, augment_tiles
 from fednuclei.data.tiles import Tile
+from fednuclei.drawing import contact_sheet
 
 logger = logging.getLogger(__name__)
 

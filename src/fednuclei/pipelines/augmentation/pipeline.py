@@ -2,7 +2,9 @@
 
 from kedro.pipeline import Node, Pipeline, pipeline
 
-from ..data_processing.nodes import LABEL_VIEWS, cut_training_patches
+from fednuclei.data.partition import LABEL_VIEWS
+
+from ..data_processing.nodes import cut_training_patches
 from .nodes import augment_training_tiles, draw_contact_sheet
 
 

@@ -1,5 +1,5 @@
 """Every method on the same clients and budget, and one table that compares them."""
 
-from .pipeline import COMPARED, create_pipeline
+from .pipeline import create_pipeline
 
-__all__ = ["COMPARED", "create_pipeline"]
+__all__ = ["create_pipeline"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from fednuclei.drawing import HEADLINE_METRICS, score_bars
 from fednuclei.metrics import summarise
-from fednuclei.plots import HEADLINE_METRICS, score_bars
 
 
 def compare_methods(**per_image: pd.DataFrame) -> pd.DataFrame:

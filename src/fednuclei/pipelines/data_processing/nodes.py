@@ -6,13 +6,11 @@ import logging
 
 import pandas as pd
 
-from fednuclei.data.partition import build_manifest, client_partitions, evaluation_tiles
+from fednuclei.data.partition import LABEL_VIEWS, build_manifest, client_partitions, evaluation_tiles
 from fednuclei.data.patches import extract_patches
 from fednuclei.data.tiles import Tile
 
 logger = logging.getLogger(__name__)
-
-LABEL_VIEWS = ("supervised", "full")
 
 
 def ingest_tiles(raw_tiles: dict[str, list[Tile]]) -> list[Tile]:

@@ -10,7 +10,9 @@ Client data comes in two label views, each a namespace with the same nodes:
 
 from kedro.pipeline import Node, Pipeline, pipeline
 
-from .nodes import LABEL_VIEWS, assign_clients, cut_training_patches, ingest_tiles, partition_clients, select_evaluation_tiles
+from fednuclei.data.partition import LABEL_VIEWS
+
+from .nodes import assign_clients, cut_training_patches, ingest_tiles, partition_clients, select_evaluation_tiles
 
 
 def label_view(view: str) -> Pipeline:

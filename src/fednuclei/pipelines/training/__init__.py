@@ -1,5 +1,5 @@
 """One training-and-evaluation template, instantiated per method under the method's namespace."""
 
-from .pipeline import METHODS, create_method_pipeline, create_pipeline, end_to_end
+from .pipeline import create_method_pipeline, create_pipeline, end_to_end
 
-__all__ = ["METHODS", "create_method_pipeline", "create_pipeline", "end_to_end"]
+__all__ = ["create_method_pipeline", "create_pipeline", "end_to_end"]

@@ -11,16 +11,17 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from fednuclei.baselines import train_centralized, train_local
 from fednuclei.data.tiles import Tile, TileSetFolders
-from fednuclei.evaluation import cross_site_dice, overlay, score_tiles
-from fednuclei.federated.client_data import load_client_data
-from fednuclei.federated.settings import FederatedSettings
+from fednuclei.drawing import HEADLINE_METRICS, learning_curves, overlay, score_bars
+from fednuclei.evaluation import cross_site_dice, score_tiles
 from fednuclei.federated.simulation import run_federated
+from fednuclei.methods import method_of, settings_for
+from fednuclei.methods.baselines import labelled_client_tiles
 from fednuclei.metrics import summarise
-from fednuclei.model.training import load_model, pick_device
+from fednuclei.model.device import pick_device
+from fednuclei.model.files import load_model
 from fednuclei.model.unet import UNet
-from fednuclei.plots import HEADLINE_METRICS, learning_curves, score_bars
+from fednuclei.run_settings import RunSettings
 
 logger = logging.getLogger(__name__)
 
@@ -36,29 +37,28 @@ def run_settings(
     training: dict,
     profiles: dict,
     profile: str,
-) -> dict:
-    """The settings of one method's run, as a Flower run config: the profile's budget, the method,
-    the clients that start the federation (``join_round`` 0) with their supervision levels (all
-    ``pixel`` in the ``full`` label view), and where their patches and validation tiles are."""
+    *,
+    method: str,
+) -> RunSettings:
+    """The settings of one method's run: the method's defaults, the profile's budget and the
+    method's own parameters over them, the clients that start the federation (``join_round`` 0)
+    with their supervision levels (all ``pixel`` in the ``full`` label view), and where their
+    patches and validation tiles are."""
     if profile not in profiles:
         raise ValueError(f"unknown compute profile {profile!r}; profiles: {sorted(profiles)}")
     starting = tile_manifest[(tile_manifest["join_round"] == 0) & (tile_manifest["client"] != "")]
     levels = starting.groupby("client")["supervision"].first().sort_index()
-    clients = tuple(levels.index)
-    supervision = ("pixel",) * len(clients) if labels == "full" else tuple(levels)
-    budget = {**profiles[profile], **training}
     roots = [client_patches.root, augmented_patches.root, client_partitions.root]
-    try:
-        return FederatedSettings(
-            clients=clients,
-            supervision=supervision,
-            train_roots=(str(roots[0].resolve()), str(roots[1].resolve())),
-            val_root=str(roots[2].resolve()),
-            data_version=data_version(roots),
-            **budget,
-        ).to_run_config()
-    except TypeError as error:  # an unknown key in the YAML
-        raise ValueError(f"training parameters of profile {profile!r}: {error}") from error
+    return settings_for({
+        **profiles[profile],
+        **training,
+        "method": method,
+        "clients": list(levels.index),
+        "supervision": ["pixel"] * len(levels) if labels == "full" else list(levels),
+        "train_roots": [str(roots[0].resolve()), str(roots[1].resolve())],
+        "val_root": str(roots[2].resolve()),
+        "data_version": data_version(roots),
+    }, where=f"parameters of profile {profile!r} and {method}.training")
 
 
 def data_version(roots: list[Path]) -> str:
@@ -71,29 +71,21 @@ def data_version(roots: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _client_data(settings: FederatedSettings):
-    """Each client's training patches and validation tiles, read exactly as a Flower client reads them."""
-    data = {client: load_client_data(client, Path("."), settings) for client in settings.clients}
-    return {c: d.train for c, d in data.items()}, {c: d.val for c, d in data.items()}
-
-
-def train_federated_model(run_config: dict) -> tuple[UNet, pd.DataFrame]:
-    """FedAvg on Flower's simulation runtime; the model of the best round by validation Dice."""
-    best_path, history = run_federated(FederatedSettings.from_run_config(run_config))
-    return load_model(best_path)[0], pd.json_normalize(history)  # clients.<name>.<metric> columns
-
-
-def train_centralized_model(run_config: dict) -> tuple[UNet, pd.DataFrame]:
-    """One model on all clients' patches pooled, same budget."""
-    settings = FederatedSettings.from_run_config(run_config)
-    model, history = train_centralized(*_client_data(settings), settings, pick_device())
+def train_global_model(settings: RunSettings) -> tuple[UNet, pd.DataFrame]:
+    """One model for every client: a federated method on Flower's simulation runtime (the model
+    of the best round by validation Dice), or the method's own trainer (centralized)."""
+    method = method_of(settings.method)
+    if method.federated:
+        best_path, history = run_federated(settings)
+        return load_model(best_path)[0], pd.json_normalize(history)  # clients.<name>.<metric> columns
+    model, history = method.trainer(*labelled_client_tiles(settings, Path(".")), settings, pick_device())
     return model, pd.DataFrame(history)
 
 
-def train_local_models(run_config: dict) -> tuple[dict[str, UNet], pd.DataFrame]:
+def train_local_models(settings: RunSettings) -> tuple[dict[str, UNet], pd.DataFrame]:
     """One model per client on its own patches, same budget."""
-    settings = FederatedSettings.from_run_config(run_config)
-    models, history = train_local(*_client_data(settings), settings, pick_device())
+    models, history = method_of(settings.method).trainer(*labelled_client_tiles(settings, Path(".")), settings,
+                                                         pick_device())
     return models, pd.DataFrame(history)
 
 
@@ -112,8 +104,7 @@ def round_metrics(history: pd.DataFrame) -> dict[str, list[dict]]:
     return metrics
 
 
-def _evaluate(models_for, tiles: list[Tile], run_config: dict):
-    settings = FederatedSettings.from_run_config(run_config)
+def _evaluate(models_for, tiles: list[Tile], settings: RunSettings):
     per_image, predictions = score_tiles(models_for, tiles, patch=settings.infer_patch, overlap=settings.infer_overlap)
     summary = summarise(per_image, SUMMARY_LEVELS)
     by_name = {tile.name: tile for tile in tiles}
@@ -122,17 +113,16 @@ def _evaluate(models_for, tiles: list[Tile], run_config: dict):
     return per_image, summary, instances, overlays
 
 
-def evaluate_global_model(model: UNet, evaluation_tiles: list[Tile], run_config: dict):
+def evaluate_global_model(model: UNet, evaluation_tiles: list[Tile], settings: RunSettings):
     """Score one model on every held-out tile: per-image table, summary, instance PNGs, overlays."""
-    return _evaluate(lambda tile: model, evaluation_tiles, run_config)
+    return _evaluate(lambda tile: model, evaluation_tiles, settings)
 
 
-def evaluate_local_models(models: dict[str, UNet], evaluation_tiles: list[Tile], run_config: dict):
+def evaluate_local_models(models: dict[str, UNet], evaluation_tiles: list[Tile], settings: RunSettings):
     """Score each client's model on its own held-out tiles, and every model on every client's test
     tiles (the cross-site Dice matrix)."""
     own = [tile for tile in evaluation_tiles if tile.client in models]
-    per_image, summary, instances, overlays = _evaluate(lambda tile: models[tile.client], own, run_config)
-    settings = FederatedSettings.from_run_config(run_config)
+    per_image, summary, instances, overlays = _evaluate(lambda tile: models[tile.client], own, settings)
     matrix = cross_site_dice(models, [t for t in own if t.split == "test"], patch=settings.infer_patch,
                              overlap=settings.infer_overlap)
     return per_image, summary, instances, overlays, matrix.reset_index()

@@ -1,16 +1,20 @@
-"""The training template: settings -> training -> evaluation, namespaced per method.
+"""The training template: settings -> training -> evaluation, one namespace per method.
 
 ``kedro run --pipeline fedavg`` runs data_processing, augmentation and this template under the
 ``fedavg`` namespace (datasets ``fedavg.global_model``, ``fedavg.metrics_summary``, ...; parameters
-``fedavg.training``). ``kedro run --pipeline training`` trains and evaluates every method on data
-already prepared.
+``fedavg.training``). Every method of :data:`fednuclei.methods.METHODS` gets such a pipeline,
+registered under its name; ``kedro run --pipeline training`` trains and evaluates every method on
+data already prepared.
 """
+
+from functools import partial
 
 from kedro.pipeline import Node, Pipeline, pipeline
 
+from fednuclei.methods import METHODS, method_of
+
 from ..augmentation import create_pipeline as augmentation
 from ..data_processing import create_pipeline as data_processing
-
 from .nodes import (
     evaluate_global_model,
     evaluate_local_models,
@@ -19,50 +23,34 @@ from .nodes import (
     plot_learning_curves,
     round_metrics,
     run_settings,
-    train_centralized_model,
-    train_federated_model,
+    train_global_model,
     train_local_models,
 )
 
-# method -> the label view of the client data it trains on: the fully supervised references see
-# every client's masks; FedAvg restricted to the pixel clients and the mixed-supervision methods
-# see what each hospital really holds.
-METHODS = {
-    "local": "full",
-    "centralized": "full",
-    "fedavg": "full",
-    "fedavg_pixel": "supervised",
-    "fedmix": "supervised",
-    "fedst": "supervised",
-    "fedrgd": "supervised",
-}
-# Methods trained outside Flower; the others are Flower strategies chosen by `training.method`.
-BASELINE_TRAINERS = {"local": train_local_models, "centralized": train_centralized_model}
 
-
-def create_method_pipeline(method: str) -> Pipeline:
-    """Training and evaluation of ``method``, every dataset and parameter under its namespace."""
-    view = METHODS[method]
-    train = BASELINE_TRAINERS.get(method, train_federated_model)
-    per_client = method == "local"
-    model = "client_models" if per_client else "global_model"
+def create_method_pipeline(name: str) -> Pipeline:
+    """Training and evaluation of the method ``name``, every dataset and parameter under its namespace."""
+    method = method_of(name)
+    view = method.label_view
+    model = "client_models" if method.model_per_client else "global_model"
     evaluated = ["metrics_per_image", "metrics_summary", "predictions", "overlays"]
     template = Pipeline(
         [
             Node(
-                run_settings,
+                partial(run_settings, method=name),
                 [f"{view}.client_patches", f"{view}.augmented_patches", f"{view}.client_partitions", "tile_manifest",
                  f"params:{view}.labels", "params:training", "params:profiles", "params:profile"],
-                "run_config",
+                "run_settings",
                 name="run_settings",
             ),
-            Node(train, "run_config", [model, "training_history"], name="train"),
+            Node(train_local_models if method.model_per_client else train_global_model, "run_settings",
+                 [model, "training_history"], name="train"),
             Node(round_metrics, "training_history", "round_metrics", name="round_metrics"),
             Node(plot_learning_curves, "training_history", "learning_curves", name="plot_learning_curves"),
             Node(
-                evaluate_local_models if per_client else evaluate_global_model,
-                [model, "evaluation_tiles", "run_config"],
-                evaluated + ["cross_site_dice"] if per_client else evaluated,
+                evaluate_local_models if method.model_per_client else evaluate_global_model,
+                [model, "evaluation_tiles", "run_settings"],
+                evaluated + ["cross_site_dice"] if method.model_per_client else evaluated,
                 name="evaluate",
             ),
             Node(final_metrics, "metrics_summary", "final_metrics", name="final_metrics"),
@@ -71,14 +59,14 @@ def create_method_pipeline(method: str) -> Pipeline:
     )
     shared = {f"{view}.client_patches", f"{view}.augmented_patches", f"{view}.client_partitions", "tile_manifest",
               "evaluation_tiles"}
-    return pipeline(template, namespace=method, inputs=shared,
+    return pipeline(template, namespace=name, inputs=shared,
                     parameters={"params:profiles", "params:profile", f"params:{view}.labels"})
 
 
-def end_to_end(method: str) -> Pipeline:
-    """Data preparation, then ``method``'s training and evaluation: the pipeline named after it."""
-    return data_processing() + augmentation() + create_method_pipeline(method)
+def end_to_end(name: str) -> Pipeline:
+    """Data preparation, then the method's training and evaluation: the pipeline named after it."""
+    return data_processing() + augmentation() + create_method_pipeline(name)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return sum(create_method_pipeline(method) for method in METHODS)
+    return sum(create_method_pipeline(name) for name in METHODS)

@@ -1,0 +1,136 @@
+"""Every training method, declared once in :data:`METHODS`.
+
+A :class:`Method` says which label view of the client data it trains on, how it trains (a
+client-side local training function run under the project's Flower strategy, or a trainer that
+runs in one process), how the server weighs and picks clients each round, which global models it
+keeps besides the main one, and its default settings. The pipelines, ``compare``, the ClientApp,
+the ServerApp's strategy and the checkpoints all read this table: a new method is one entry here
+plus its own module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+
+from fednuclei.data.partition import LABEL_VIEWS
+from fednuclei.data.tiles import Tile
+from fednuclei.methods.aggregation import ClientReport, size_weights
+from fednuclei.methods.baselines import train_centralized, train_local
+from fednuclei.methods.client_data import ClientData
+from fednuclei.methods.common import LocalResult
+from fednuclei.methods.fedavg import fedavg_local_training
+from fednuclei.methods.fedmix import fedmix_local_training, fedmix_weights
+from fednuclei.methods.fedrgd import random_participants
+from fednuclei.methods.fedst import check_warmup, fedst_local_training, fedst_warmup_participants, trust_share_weights
+from fednuclei.model.unet import UNet
+from fednuclei.run_settings import RunSettings
+
+LocalTraining = Callable[[Sequence[UNet], ClientData, RunSettings, torch.device, int], LocalResult]
+Trainer = Callable[[dict[str, list[Tile]], dict[str, list[Tile]], RunSettings, torch.device], tuple[Any, list[dict]]]
+RoundWeights = Callable[[Sequence[ClientReport], RunSettings], dict[str, float]]
+Participants = Callable[[RunSettings, int], list[str]]
+
+
+def by_training_size(reports: Sequence[ClientReport], settings: RunSettings) -> dict[str, float]:
+    """FedAvg's weights: :func:`~fednuclei.methods.aggregation.size_weights`."""
+    return size_weights(reports)
+
+
+def every_client(settings: RunSettings, server_round: int) -> list[str]:
+    """Every client of the run takes part in every round."""
+    return list(settings.clients)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One way of training a nuclei model across the clients.
+
+    Attributes:
+        name: the key in :data:`METHODS`, the pipeline's name and namespace.
+        label_view: the client data it trains on: ``full`` (every client with pixel masks, the
+            fully supervised references) or ``supervised`` (what each hospital really holds).
+        local_training: a federated method's client side: ``(models, client data, settings,
+            device, seed) -> LocalResult``, training the received global models in place (the
+            main one first, then ``extra_models``).
+        trainer: a non-federated method: ``(training tiles by client, validation tiles by
+            client, settings, device) -> (model or models by client, history rows)``.
+        round_weights: ``(reports, settings) -> weights`` of the clients that trained in a round
+            (see :mod:`fednuclei.methods.aggregation` for the conventions).
+        participants: ``(settings, server round) -> client names`` that train in that round.
+        extra_models: names of the global models it keeps besides the main one.
+        defaults: its own defaults of :class:`~fednuclei.run_settings.RunSettings` fields.
+        check: refuses settings the method cannot run, before any training.
+        model_per_client: the trainer returns one model per client (``local``).
+    """
+
+    name: str
+    label_view: str
+    local_training: LocalTraining | None = None
+    trainer: Trainer | None = None
+    round_weights: RoundWeights = by_training_size
+    participants: Participants = every_client
+    extra_models: tuple[str, ...] = ()
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    check: Callable[[RunSettings], None] | None = None
+    model_per_client: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.local_training is None) == (self.trainer is None):
+            raise ValueError(f"method {self.name}: give exactly one of local_training (federated) or trainer")
+        if self.label_view not in LABEL_VIEWS:
+            raise ValueError(f"method {self.name}: label_view must be one of {LABEL_VIEWS}, got {self.label_view!r}")
+        unknown = sorted(set(self.defaults) - {f.name for f in fields(RunSettings)})
+        if unknown:
+            raise ValueError(f"method {self.name}: defaults name unknown settings {unknown}")
+
+    @property
+    def federated(self) -> bool:
+        """Whether it trains on Flower (client-side local training, server-side aggregation)."""
+        return self.local_training is not None
+
+
+METHODS: dict[str, Method] = {method.name: method for method in (
+    Method("local", "full", trainer=train_local, model_per_client=True),
+    Method("centralized", "full", trainer=train_centralized),
+    Method("fedavg", "full", local_training=fedavg_local_training),
+    # FedAvg on what the hospitals hold: clients without masks train nothing and get weight 0.
+    Method("fedavg_pixel", "supervised", local_training=fedavg_local_training),
+    Method("fedmix", "supervised", local_training=fedmix_local_training, extra_models=("model_2",),
+           round_weights=lambda reports, s: fedmix_weights(reports, lam=s.lam, beta=s.beta)),
+    Method("fedst", "supervised", local_training=fedst_local_training, check=check_warmup,
+           round_weights=lambda reports, s: trust_share_weights(reports, s.pixel_share),
+           participants=lambda s, k: fedst_warmup_participants(s.client_supervision, k, s.warmup_rounds)),
+    Method("fedrgd", "supervised", local_training=fedst_local_training, defaults={"pixel_share": 0.5},
+           round_weights=lambda reports, s: trust_share_weights(reports, s.pixel_share),
+           participants=lambda s, k: random_participants(list(s.clients), s.participation, s.seed, k)),
+)}
+
+
+def method_of(name: str) -> Method:
+    """The method called ``name``.
+
+    Raises:
+        ValueError: no such method, listing the known ones.
+    """
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; use one of {list(METHODS)}")
+    return METHODS[name]
+
+
+def settings_for(values: Mapping[str, Any], where: str = "settings") -> RunSettings:
+    """The settings of a run of ``values["method"]`` (default ``fedavg``): the method's own
+    defaults, overridden by ``values``, checked by the settings and by the method.
+
+    Args:
+        values: :class:`~fednuclei.run_settings.RunSettings` fields and plain values.
+        where: names the source in errors (a file, a parameter namespace).
+    """
+    method = method_of(values.get("method", RunSettings.method))
+    settings = RunSettings.from_mapping({**method.defaults, **values}, where)
+    if method.check is not None:
+        method.check(settings)
+    return settings

@@ -1,0 +1,77 @@
+"""What every method's training shares: the initial model, seeds, validation, a client's report.
+
+Kept apart from the Flower apps (as in Flower's own examples' ``task.py``) so each piece can be
+used and tested without a server.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fednuclei.data.tiles import Tile
+from fednuclei.metrics import pixel_metrics
+from fednuclei.model.inference import predict_probabilities
+from fednuclei.model.unet import FOREGROUND, UNet
+from fednuclei.run_settings import RunSettings
+
+
+@dataclass(frozen=True)
+class LocalResult:
+    """What one client's local training reports to the server.
+
+    Attributes:
+        usable_images: images it trained on, >= 0: its pixel-labelled patches for a supervised
+            client, the images its pseudo-labels kept otherwise; 0: it did not train.
+        loss: its last local training loss, >= 0; NaN when it did not train.
+        seconds: wall time of the local training, prediction included.
+    """
+
+    usable_images: int
+    loss: float
+    seconds: float
+
+    @property
+    def trained(self) -> bool:
+        return self.usable_images > 0
+
+
+def build_model(settings: RunSettings, which: int = 1) -> UNet:
+    """An initial global model, the same for the same ``settings.seed``.
+
+    Args:
+        which: 1 for the (main) global model of every method; k > 1 for a method's k-th model,
+            whose initialisation differs (FedMix's second; its seed is derived from ``settings.seed``).
+    """
+    if which < 1:
+        raise ValueError(f"which counts models from 1, got {which}")
+    seed = settings.seed if which == 1 else derived_seed(settings.seed, which)
+    torch.manual_seed(seed)
+    return UNet(in_channels=3, out_channels=2, width=settings.width, depth=settings.depth, groups=settings.groups)
+
+
+def derived_seed(seed: int, stream: int = 1) -> int:
+    """Another seed from ``seed``, fixed for a given ``(seed, stream)`` (FedMix's model 2, the
+    gamma draws of self-training)."""
+    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
+
+
+def local_seed(settings: RunSettings, server_round: int, client: str) -> int:
+    """Shuffling seed of one client in one round: differs across clients and rounds, and is the
+    same when a round is run again (a resumed run redoes an unfinished round identically)."""
+    return int(np.random.SeedSequence([settings.seed, server_round, zlib.crc32(client.encode())]).generate_state(1)[0])
+
+
+def validation_dice(model: torch.nn.Module, tiles: list[Tile], settings: RunSettings,
+                    device: torch.device) -> list[float]:
+    """Pixel Dice of each whole tile: foreground probability > 0.5 against ``instances > 0``,
+    predicted with sliding windows at native resolution."""
+    scores = []
+    for tile in tiles:
+        probs = predict_probabilities(model, tile.image, patch=settings.infer_patch, overlap=settings.infer_overlap,
+                                      device=device)
+        scores.append(pixel_metrics(probs[FOREGROUND] > 0.5, tile.instances)["dice"])
+    return scores

@@ -1,9 +1,0 @@
-"""The ``fedmix`` pipeline: data preparation, then the training template under ``fedmix``."""
-
-from kedro.pipeline import Pipeline
-
-from ..training import end_to_end
-
-
-def create_pipeline(**kwargs) -> Pipeline:
-    return end_to_end("fedmix")
