@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from fednuclei.data.images import read_rgb
-from fednuclei.data.monuseg import parse_monuseg_xml, rasterize_polygons, read_monuseg
+from fednuclei.data.monuseg import read_monuseg
+from fednuclei.data.polygons import parse_monuseg_xml, rasterize_polygons
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,15 +13,8 @@ from PIL import Image
 
 from fednuclei.data.folders import read_image_mask_folder
 from fednuclei.data.images import DataWarning, ImageReadError, read_mask, read_rgb
-from fednuclei.data.monuseg import (
-    MONUSEG_TRAIN_ORGAN_TILES,
-    MONUSEG_TRAIN_ORGANS,
-    _parse_regions,
-    parse_monuseg_xml,
-    polygon_area,
-    rasterize_polygons,
-    read_monuseg,
-)
+from fednuclei.data.monuseg import MONUSEG_TRAIN_ORGAN_TILES, MONUSEG_TRAIN_ORGANS, read_monuseg
+from fednuclei.data.polygons import parse_monuseg_xml, parse_regions, polygon_area, rasterize_polygons
 from fednuclei.data.tnbc import read_tnbc
 
 REAL_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -346,7 +339,9 @@ def test_read_tnbc_small_folder(tmp_path):
     tiles = read_tnbc(_tnbc(tmp_path))
     assert [t.name for t in tiles] == ["tnbc_01_1", "tnbc_01_2", "tnbc_02_1", "tnbc_02_2"]
     assert {t.group for t in tiles} == {"slide_01", "slide_02"}
-    assert all(t.source == "tnbc" and t.organ == "breast" and not t.has_instances for t in tiles)
+    # The masks draw touching nuclei apart: their components are near-exact instances.
+    assert all(t.source == "tnbc" and t.organ == "breast" and t.has_instances for t in tiles)
+    assert {t.label_source for t in tiles} == {"separated_mask"}
     assert all(t.image.shape == (24, 32, 3) and t.n_nuclei == 2 for t in tiles)
 
 
@@ -431,13 +426,75 @@ def test_folder_two_masks_for_one_image(tmp_path):
         read_image_mask_folder(folder)
 
 
+# ---------------------------------------------------------------- instance maps
+
+
+def _labels(height=24, width=32) -> np.ndarray:
+    labels = np.zeros((height, width), np.uint16)
+    labels[2:8, 3:9] = 7
+    labels[8:14, 3:9] = 300  # touching label 7: only an instance map keeps them apart
+    return labels
+
+
+def test_monuseg_instance_map_comes_after_xml_and_before_the_mask(tmp_path):
+    folder = _monuseg(tmp_path, names=("TCGA-18-0001-01Z", "TCGA-A7-0002-01Z", "TCGA-B0-0003-01Z"), xml_for=(0,),
+                      mask_for=(1, 2))
+    for name in ("TCGA-18-0001-01Z", "TCGA-A7-0002-01Z"):
+        _save(_labels(), folder / "instances" / f"{name}.png")
+    with pytest.warns(DataWarning, match="XML and instance map disagree.*TCGA-18-0001-01Z"):
+        xml_tile, map_tile, mask_tile = read_monuseg(folder)
+    assert [t.label_source for t in (xml_tile, map_tile, mask_tile)] == ["polygons", "instance_map", "mask"]
+    assert xml_tile.extra["instance_map_check"]["n_map"] == 2 and xml_tile.n_nuclei == 2
+    assert map_tile.has_instances and map_tile.n_nuclei == 2 and set(np.unique(map_tile.instances)) == {0, 7, 300}
+    assert mask_tile.n_nuclei == 2 and not mask_tile.has_instances
+
+
+def test_folder_reads_instance_maps_before_masks(tmp_path):
+    folder = tmp_path / "hospital"
+    for stem in ("a", "b"):
+        _save(_rgb(), folder / "images" / f"{stem}.png")
+    _save(_labels(), folder / "instances" / "a.png")
+    _save(_mask(), folder / "masks" / "a.png")
+    _save(_mask(), folder / "masks" / "b.png")
+    by_map, by_mask = read_image_mask_folder(folder)
+    assert (by_map.label_source, by_map.has_instances, by_map.n_nuclei) == ("instance_map", True, 2)
+    assert (by_mask.label_source, by_mask.has_instances) == ("mask", False)
+    only_maps = tmp_path / "maps_only"
+    _save(_rgb(), only_maps / "images" / "a.png")
+    _save(_labels(), only_maps / "instances" / "a_label.png")
+    assert read_image_mask_folder(only_maps)[0].n_nuclei == 2
+
+
+@pytest.mark.parametrize("array, mode, message", [
+    (np.zeros((24, 32, 3), np.uint8), None, "not an instance label map: it holds a RGB image"),
+    (np.zeros((24, 32), np.float32), "F", "not an instance label map: it holds floating-point values"),
+    (_mask(), None, "single label value 255 .*binary mask"),
+    (np.where(_mask() > 0, 1, 0).astype(np.uint8), None, "single label value 1 over separate objects"),
+    (np.minimum(np.arange(24 * 32).reshape(24, 32) % 300, 255).astype(np.uint8), None, "overflowed"),
+])
+def test_instance_maps_that_are_not_refused_by_name(tmp_path, array, mode, message):
+    folder = tmp_path / "hospital"
+    _save(_rgb(), folder / "images" / "a.png")
+    bad = _save(array, folder / "instances" / "a.tif" if mode == "F" else folder / "instances" / "a.png", mode)
+    with pytest.raises(ImageReadError, match=_named(bad) + ".*" + message):
+        read_image_mask_folder(folder)
+
+
+def test_instance_map_of_another_size_is_refused(tmp_path):
+    folder = tmp_path / "hospital"
+    image = _save(_rgb(), folder / "images" / "a.png")
+    labels = _save(_labels(12, 12), folder / "instances" / "a.png")
+    with pytest.raises(ValueError, match=_named(labels) + r" is 12x12 \(WxH\) but its image " + _named(image)):
+        read_image_mask_folder(folder)
+
+
 # ---------------------------------------------------------------- real data
 
 
 def _require(sub: str) -> Path:
     path = REAL_DATA / sub
     if not path.is_dir():
-        pytest.skip(f"real data not available: {path.resolve()} is absent (see shared/data/README.md)")
+        pytest.skip(f"real data not available: {path.resolve()} is absent ")
     return path
 
 
@@ -455,7 +512,8 @@ def monuseg_train():
 def test_real_monuseg_train(monuseg_train):
     _, tiles = monuseg_train
     assert len(tiles) == 30
-    assert sum(t.has_instances for t in tiles) == 13
+    assert all(t.has_instances for t in tiles)  # XML for 13 tiles, instance maps for the other 17
+    assert [t.label_source for t in tiles].count("polygons") == 13
     assert all(t.image.shape == (1000, 1000, 3) and t.image.dtype == np.uint8 for t in tiles)
     assert {t.organ for t in tiles} == set(MONUSEG_TRAIN_ORGAN_TILES)
     assert all(t.group == t.name.split("-")[1] for t in tiles)
@@ -465,8 +523,8 @@ def test_real_monuseg_train(monuseg_train):
 def test_real_monuseg_polygons_survive_rasterisation(monuseg_train):
     folder, tiles = monuseg_train
     deviations = {}
-    for tile in (t for t in tiles if t.has_instances):
-        polygons, _ = _parse_regions(folder / "annotations" / f"{tile.name}.xml")
+    for tile in (t for t in tiles if t.label_source == "polygons"):
+        polygons, _ = parse_regions(folder / "annotations" / f"{tile.name}.xml")
         assert tile.n_nuclei == len(polygons), tile.name
         assert tile.instances.max() == len(polygons)
         area = sum(polygon_area(p) for p in polygons)
@@ -474,6 +532,17 @@ def test_real_monuseg_polygons_survive_rasterisation(monuseg_train):
     print("\nrasterised foreground vs summed polygon area: "
           f"{min(deviations.values()):+.2%} .. {max(deviations.values()):+.2%}")
     assert all(abs(d) < 0.03 for d in deviations.values()), deviations
+
+
+@pytest.mark.real_data
+def test_real_monuseg_xml_and_instance_maps_agree_where_both_exist(monuseg_train):
+    _, tiles = monuseg_train
+    checks = {t.name: t.extra["instance_map_check"] for t in tiles if "instance_map_check" in t.extra}
+    assert len(checks) == 13
+    # Foreground Dice 0.99-0.998 and counts within one nucleus, except TCGA-B0-5710 (0.95).
+    assert sum(c["dice"] >= 0.99 for c in checks.values()) == 12
+    assert min(c["dice"] for c in checks.values()) > 0.94
+    assert all(abs(c["n_xml"] - c["n_map"]) <= 1 for c in checks.values())
 
 
 @pytest.mark.real_data

@@ -75,8 +75,10 @@ def test_real_data_processing_ingests_monuseg_and_tnbc(kedro_project):
 
     manifest = pd.read_parquet(kedro_project.path / "data" / "03_primary" / "tile_manifest.parquet")
     monuseg, tnbc = manifest[manifest["source"] == "monuseg"], manifest[manifest["source"] == "tnbc"]
-    assert len(monuseg) == 30 and int(monuseg["has_instances"].sum()) == 13
-    assert len(tnbc) == 50 and not tnbc["has_instances"].any()
+    # Every MoNuSeg tile has exact instances: XML polygons for 13, instance maps for 17.
+    assert len(monuseg) == 30 and monuseg["has_instances"].all()
+    assert monuseg["label_source"].value_counts().to_dict() == {"instance_map": 17, "polygons": 13}
+    assert len(tnbc) == 50 and tnbc["has_instances"].all() and set(tnbc["label_source"]) == {"separated_mask"}
     assert set(manifest["client"]) == {"breast", "kidney", "liver", "prostate", "bladder_colon_stomach", "tnbc"}
     assert manifest.groupby("client")["split"].nunique().eq(3).all()
     assert (tnbc.groupby("group")["split"].nunique() == 1).all()

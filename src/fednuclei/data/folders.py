@@ -1,20 +1,19 @@
-"""Generic reader for a folder of images with binary masks (a hospital's own data)."""
+"""Generic reader for a folder of images with instance maps or binary masks (a hospital's own data)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from fednuclei.data.images import read_rgb
 from fednuclei.data.pairing import (
     IMAGE_EXTENSIONS,
     MASK_SUFFIXES,
     list_files,
     pair_by_stem,
-    read_mask_instances,
+    tile_from_files,
     warn_unpaired,
 )
-from fednuclei.data.tiles import Tile, annotated_tile
+from fednuclei.data.tiles import Tile
 
 __all__ = ["read_image_mask_folder"]
 
@@ -23,64 +22,61 @@ def read_image_mask_folder(
     folder: str | os.PathLike,
     images: str = "images",
     masks: str = "masks",
+    instances: str = "instances",
     source: str = "folder",
     organ: str = "unknown",
 ) -> list[Tile]:
-    """Read ``folder/<images>/*`` with binary masks from ``folder/<masks>/*`` into tiles.
+    """Read ``folder/<images>/*`` with instance maps from ``folder/<instances>/*`` or binary masks
+    from ``folder/<masks>/*`` into tiles.
 
-    Pairing: a mask belongs to an image when its stem equals the image stem, or equals the
+    Pairing: a label file belongs to an image when its stem equals the image stem, or equals the
     image stem plus one of :data:`~fednuclei.data.pairing.MASK_SUFFIXES` (``_mask``, ``-mask``,
     ``_masks``, ``_label``, ``_labels``, ``_gt``; case-sensitive), e.g. ``a.jpg`` with
-    ``a.png`` or ``a_mask.png``. Exact stems are matched first. Images and masks may be
-    .tif, .tiff, .png, .jpg or .jpeg (a lossy JPEG mask is still thresholded at > 0).
+    ``a.png`` or ``a_mask.png``. Exact stems are matched first. Files may be .tif, .tiff, .png,
+    .jpg or .jpeg (a lossy JPEG mask is still thresholded at > 0). An image with an instance map
+    takes it (exact instances, see :func:`~fednuclei.data.images.read_instance_map`); otherwise
+    its mask's 4-connected components (``has_instances=False``: touching nuclei merge). Either
+    label folder may be absent, not both.
 
     Returns:
         tiles in natural file order: ``name`` ``<source>_<image stem>`` (the prefix keeps names
         apart from other sources), ``source`` and ``organ`` as given, ``group`` empty (the folder
-        does not say which patient a tile belongs to), ``subset`` ``train``; instances are the
-        masks' 4-connected components (``has_instances=False``).
+        does not say which patient a tile belongs to), ``subset`` ``train``.
 
     Raises:
-        FileNotFoundError: ``folder`` or its image or mask folder does not exist.
-        ValueError: no image/mask pair; two images with one stem or two masks fitting one image;
-            a mask whose size differs from its image (both files and sizes named).
-        ImageReadError: a corrupt or truncated image or mask.
+        FileNotFoundError: ``folder``, its image folder, or both label folders do not exist.
+        ValueError: no image with a label; two images with one stem or two labels fitting one
+            image; a label whose size differs from its image (both files and sizes named).
+        ImageReadError: a corrupt or truncated file, or an instance map that is not one.
 
     Warns:
-        DataWarning: images without a mask and masks without an image (one warning listing every
-            file, skipped).
+        DataWarning: images without a label and labels without an image (one warning listing
+            every file, skipped).
     """
     folder = Path(folder)
-    image_dir, mask_dir = folder / images, folder / masks
-    for path in (folder, image_dir, mask_dir):
+    image_dir = folder / images
+    for path in (folder, image_dir):
         if not path.is_dir():
             raise FileNotFoundError(f"image/mask folder {folder}: {path} does not exist")
-    pairing = pair_by_stem(
-        list_files(image_dir, IMAGE_EXTENSIONS, "images"),
-        list_files(mask_dir, IMAGE_EXTENSIONS, "masks"),
-        suffixes=MASK_SUFFIXES,
-    )
+    label_dirs = ((True, folder / instances), (False, folder / masks))
+    if not any(path.is_dir() for _, path in label_dirs):
+        raise FileNotFoundError(f"image/mask folder {folder}: neither {folder / instances} nor {folder / masks} exists")
+    image_files = list_files(image_dir, IMAGE_EXTENSIONS, "images")
+    pairings = [(is_map, pair_by_stem(image_files, list_files(path, IMAGE_EXTENSIONS, "labels"), suffixes=MASK_SUFFIXES))
+                for is_map, path in label_dirs if path.is_dir()]
+    chosen: dict[Path, tuple[Path, bool]] = {}  # image -> (label file, is an instance map); maps first
+    for is_map, pairing in pairings:
+        for image, label in pairing.pairs.items():
+            chosen.setdefault(image, (label, is_map))
     warn_unpaired(
-        pairing.unpaired_images + pairing.orphan_labels,
-        f"file(s) in {folder} without a partner (images without a mask, masks without an image)",
+        [image for image in image_files if image not in chosen]
+        + [orphan for _, pairing in pairings for orphan in pairing.orphan_labels],
+        f"file(s) in {folder} without a partner (images without a label, labels without an image)",
     )
-    if not pairing.pairs:
-        raise ValueError(f"image/mask folder {folder}: no image in {image_dir} has a mask in {mask_dir}")
-
-    tiles = []
-    for image_path, mask_path in pairing.pairs.items():
-        image = read_rgb(image_path)
-        tiles.append(
-            annotated_tile(
-                f"{source}_{image_path.stem}",
-                image,
-                read_mask_instances(mask_path, image_path, image),
-                source=source,
-                organ=organ,
-                group="",
-                subset="train",
-                has_instances=False,
-                extra={"image_file": f"{images}/{image_path.name}", "label_file": f"{masks}/{mask_path.name}"},
-            )
-        )
-    return tiles
+    if not chosen:
+        raise ValueError(f"image/mask folder {folder}: no image in {image_dir} has a label")
+    return [
+        tile_from_files(f"{source}_{image.stem}", image, label, instance_map=is_map, source=source, organ=organ,
+                        group="", subset="train", has_instances=is_map, label_source="instance_map" if is_map else "mask")
+        for image in image_files if image in chosen for label, is_map in [chosen[image]]
+    ]

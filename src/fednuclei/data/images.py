@@ -9,7 +9,10 @@ rules live here once:
   should be colour; a 16-bit image (``I;16`` modes, or 16 bits per sample in a TIFF or PNG) is
   reduced to 8 bits by keeping the high byte (``v // 256``, what Pillow itself does for 16-bit
   colour), with a warning naming the file and the value range seen.
-* masks come back as (H, W) bool, ``> 0`` on the first channel (the gray channel of ``LA``).
+* masks come back as (H, W) bool, ``> 0`` on the first channel (the gray channel of ``LA``);
+* instance maps (one integer label per nucleus, 0 = background) come back as (H, W) int32;
+  only integer grey-level images are label maps: colour, floating-point, binary and overflowed
+  8-bit files are refused with the reason (:func:`read_instance_map`).
 * a file that cannot be decoded in full raises :class:`ImageReadError` naming it; the decode
   is forced with ``Image.load()`` so a truncated file fails here, not later. (If some other
   code sets ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True``, Pillow pads truncated files
@@ -28,7 +31,8 @@ import numpy as np
 from PIL import Image
 from skimage.measure import label as _label
 
-__all__ = ["DataWarning", "ImageReadError", "read_rgb", "read_mask", "instances_from_mask", "MASK_CONNECTIVITY"]
+__all__ = ["DataWarning", "ImageReadError", "read_rgb", "read_mask", "read_instance_map", "instances_from_mask",
+           "MASK_CONNECTIVITY"]
 
 #: Connectivity used to split a binary mask into nuclei: 1 = 4-connectivity (edge neighbours).
 #: On the 13 MoNuSeg training tiles that also have polygons, 4-connected components of the
@@ -169,6 +173,44 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
             _warn(f"{path}: RGB mask has foreground in green/blue where red is 0; only red (> 0) is used")
         return np.ascontiguousarray(fg)
     raise ImageReadError(f"cannot read mask {path}: unsupported mode {mode} (expected 1, L, LA, P, I;16, RGB or RGBA)")
+
+
+def read_instance_map(path: str | os.PathLike) -> np.ndarray:
+    """Read an instance label map: (H, W) int32, 0 = background, one integer per nucleus.
+
+    16-bit (``I;16``) and 32-bit integer (``I``) grey-level files are label maps as they are. An
+    8-bit file (``L``, ``P``) is one only while its labels stay below 255: a map saved in 8 bits
+    with more nuclei wraps around (256 becomes background, 257 repeats label 1), so a map whose
+    largest label is 255 is refused.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ImageReadError: naming the file, when it is corrupt, a colour image, floating point,
+            binary (one label value over separate objects, or 255 / 65535 alone: a mask, whose
+            place is ``masks/``), holds negative
+            labels, or is an 8-bit map that may have overflowed.
+    """
+    path = Path(path)
+    im, _ = _load(path)
+    mode = im.mode
+    if mode == "F" or mode in ("RGB", "RGBA", "RGBX", "LA", "CMYK", "YCbCr") or mode == "1":
+        kind = {"F": "floating-point values", "1": "one bit per pixel (a binary mask)"}.get(
+            mode, f"a {mode} image, not one integer label per pixel")
+        raise ImageReadError(f"{path} is not an instance label map: it holds {kind}; save the nuclei as one integer "
+                             "label per pixel in a 16-bit grey-level PNG or TIFF")
+    labels = np.asarray(im).astype(np.int64)
+    values = np.unique(labels)
+    if values[0] < 0:
+        raise ImageReadError(f"{path}: instance labels must be >= 0, found {values[0]}")
+    if len(values) == 2 and values[0] == 0 and (values[-1] in (255, 65535) or _label(labels > 0).max() > 1):
+        raise ImageReadError(f"{path} holds a single label value {values[-1]} over separate objects: a binary mask, "
+                             "not an instance map (put it in masks/)")
+    if mode in ("L", "P") and values[-1] == 255:
+        raise ImageReadError(f"{path}: an 8-bit instance map whose labels reach 255 has probably overflowed (more "
+                             "nuclei than 8 bits hold wrap around to 0 and repeat); save it as a 16-bit PNG")
+    if values[-1] > np.iinfo(np.int32).max:
+        raise ImageReadError(f"{path}: instance label {values[-1]} does not fit 32 bits")
+    return np.ascontiguousarray(labels.astype(np.int32))
 
 
 def instances_from_mask(mask: np.ndarray) -> np.ndarray:

@@ -77,6 +77,7 @@ def tiles_table(tiles: list[Tile]) -> pd.DataFrame:
             "group": [t.group for t in tiles],
             "subset": [t.subset for t in tiles],
             "has_instances": [t.has_instances for t in tiles],
+            "label_source": [t.label_source for t in tiles],
             "n_nuclei": [t.n_nuclei for t in tiles],
             "height": [t.height for t in tiles],
             "width": [t.width for t in tiles],
@@ -148,7 +149,7 @@ def build_manifest(tiles: list[Tile], clients: list[dict], fractions: dict[str, 
 
     Returns:
         The tile manifest: one row per tile with tile, source, organ, group, subset, client, split,
-        supervision, join_round, has_instances, n_nuclei, height, width. Official test tiles get
+        supervision, join_round, has_instances, label_source, n_nuclei, height, width. Official test tiles get
         split ``external_test``; training tiles no client selects are left out (logged).
     """
     validate_clients(clients)
@@ -181,7 +182,7 @@ def build_manifest(tiles: list[Tile], clients: list[dict], fractions: dict[str, 
         logger.info("%d training tiles belong to no client and are left out: %s", len(unused), unused[:10])
     manifest = table.loc[(owner != "") | external].reset_index(drop=True)
     columns = ["tile", "source", "organ", "group", "subset", "client", "split", "supervision", "join_round",
-               "has_instances", "n_nuclei", "height", "width"]
+               "has_instances", "label_source", "n_nuclei", "height", "width"]
     return manifest[columns]
 
 

@@ -25,7 +25,14 @@ from fednuclei.data.weak_labels import boxes_from_instances, points_from_instanc
 
 SUPERVISION_LEVELS = ("pixel", "bbox", "points", "none")
 
-_META_FIELDS = ("name", "source", "organ", "group", "subset", "has_instances", "client", "split", "supervision")
+# Where a tile's instances come from, and how exact they are:
+# polygons (annotation XML), instance_map (one integer per nucleus) and synthetic are exact;
+# separated_mask is a binary mask that draws touching nuclei apart, so its connected components
+# are near-exact instances (TNBC); mask is a binary mask whose touching nuclei merge.
+LABEL_SOURCES = ("polygons", "instance_map", "synthetic", "separated_mask", "mask")
+
+_META_FIELDS = ("name", "source", "organ", "group", "subset", "has_instances", "label_source", "client", "split",
+                "supervision")
 
 
 @dataclass
@@ -40,8 +47,10 @@ class Tile:
         group: patient, slide or site the tile belongs to; splits can keep a group together.
         subset: the publisher's split, ``train`` or ``test`` (official test tiles are an external test set).
         instances: (H, W) int32 instance labels, 0 = background, or None when withheld.
-        has_instances: True when instances are exact (polygons, synthetic); False when they are
-            connected components of a binary mask, where touching nuclei merge.
+        has_instances: True when instances are exact or near-exact (``label_source`` other than
+            ``mask``); False when they are connected components of a binary mask, where touching
+            nuclei merge, so object metrics on them would be wrong.
+        label_source: where the instances come from, one of :data:`LABEL_SOURCES` ("" unknown).
         boxes: (N, 4) float32 ``x0, y0, x1, y1`` per nucleus, pixel edges (x1, y1 exclusive), or None.
         points: (N, 2) float32 ``x, y`` per nucleus, a pixel inside it, or None.
         client, split, supervision: set when the tile is assigned to a client.
@@ -55,6 +64,7 @@ class Tile:
     subset: str = "train"
     instances: np.ndarray | None = None
     has_instances: bool = False
+    label_source: str = ""
     boxes: np.ndarray | None = None
     points: np.ndarray | None = None
     client: str = ""

@@ -82,6 +82,7 @@ def generate_synthetic_tiles(
                     group=f"hospital_{k}",
                     subset="train",
                     has_instances=True,
+                    label_source="synthetic",
                 )
             )
     return tiles
