@@ -1,6 +1,7 @@
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import torch
 
 from fednuclei.drawing import overlay
@@ -40,6 +41,14 @@ def test_score_tiles_reports_every_metric_per_tile(synthetic_tiles):
     assert per_image.loc[1, ["aji", "pq"]].isna().all() and per_image.loc[0, ["aji", "pq"]].notna().all()
     assert (per_image["dice"] > 0.7).all()
     assert (per_image["n_true"] == [t.n_nuclei for t in tiles]).all()
+
+
+def test_post_processing_in_worker_processes_gives_what_one_process_gives(synthetic_tiles):
+    tiles = [replace(t, client=t.group, split="test") for t in synthetic_tiles[:6]]
+    one, one_predictions = score_tiles(lambda tile: DarknessModel(), tiles, patch=32, workers=1)
+    many, many_predictions = score_tiles(lambda tile: DarknessModel(), tiles, patch=32, workers=2)
+    pd.testing.assert_frame_equal(one, many)
+    assert all(np.array_equal(one_predictions[name], many_predictions[name]) for name in one_predictions)
 
 
 def test_cross_site_matrix_has_a_row_per_model_and_a_column_per_client(synthetic_tiles):

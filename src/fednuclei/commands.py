@@ -19,11 +19,16 @@ from fednuclei.drawing import overlay
 from fednuclei.evaluation import segment_image
 from fednuclei.model.device import pick_device
 from fednuclei.model.files import load_model
+from fednuclei.model.postprocess import Postprocess
+from fednuclei.run_settings import RunSettings
 
+# Inference and post-processing as the pipelines score: the run settings' defaults.
+DEFAULTS = RunSettings()
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 
 
-def predict_folder(model_path: Path, input_dir: Path, output_dir: Path, *, patch: int, overlap: float) -> list[str]:
+def predict_folder(model_path: Path, input_dir: Path, output_dir: Path, *, patch: int, overlap: float,
+                   tta: bool = DEFAULTS.tta) -> list[str]:
     """Write ``<stem>.png`` (uint16 instances) and ``<stem>_overlay.png`` for each image of ``input_dir``.
 
     Returns:
@@ -44,7 +49,8 @@ def predict_folder(model_path: Path, input_dir: Path, output_dir: Path, *, patch
         except (OSError, ValueError) as error:
             failures.append(f"{path}: {error}")
             continue
-        instances = segment_image(model, image, patch=patch, overlap=overlap, device=device)
+        instances = segment_image(model, image, patch=patch, overlap=overlap, device=device, tta=tta,
+                                  postprocess=Postprocess.of(DEFAULTS))
         if instances.max() > np.iinfo(np.uint16).max:
             failures.append(f"{path}: {instances.max()} nuclei do not fit a uint16 label image")
             continue
@@ -60,12 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--model", type=Path, required=True, help="a model file written by training (.pt)")
     predict.add_argument("--input", type=Path, required=True, help="folder of images")
     predict.add_argument("--output", type=Path, required=True, help="folder for <stem>.png and <stem>_overlay.png")
-    predict.add_argument("--patch", type=int, default=256, help="sliding-window size in pixels (default 256)")
-    predict.add_argument("--overlap", type=float, default=0.25, help="window overlap fraction (default 0.25)")
+    predict.add_argument("--patch", type=int, default=DEFAULTS.infer_patch,
+                         help=f"sliding-window size in pixels (default {DEFAULTS.infer_patch})")
+    predict.add_argument("--overlap", type=float, default=DEFAULTS.infer_overlap,
+                         help=f"window overlap fraction (default {DEFAULTS.infer_overlap})")
+    predict.add_argument("--tta", action=argparse.BooleanOptionalAction, default=DEFAULTS.tta,
+                         help="average the 8 flips and 90-degree rotations of each window (8x slower)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        failures = predict_folder(args.model, args.input, args.output, patch=args.patch, overlap=args.overlap)
+        failures = predict_folder(args.model, args.input, args.output, patch=args.patch, overlap=args.overlap,
+                                  tta=args.tta)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

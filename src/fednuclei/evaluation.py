@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 import numpy as np
 import pandas as pd
@@ -11,18 +14,19 @@ import torch
 from tqdm.auto import tqdm
 
 from fednuclei.data.tiles import Tile
-from fednuclei.metrics import image_metrics, pixel_metrics
+from fednuclei.metrics import pixel_metrics
 from fednuclei.model.inference import predict_probabilities
-from fednuclei.model.postprocess import instances_from_probabilities
+from fednuclei.model.postprocess import Postprocess, instances_from_probabilities
+from fednuclei.scoring import score_prediction
 
 logger = logging.getLogger(__name__)
 
 
-def segment_image(
-    model: torch.nn.Module, image: np.ndarray, *, patch: int = 256, overlap: float = 0.25, device=None
-) -> np.ndarray:
+def segment_image(model: torch.nn.Module, image: np.ndarray, *, patch: int = 256, overlap: float = 0.25,
+                  device=None, tta: bool = False, postprocess: Postprocess | None = None) -> np.ndarray:
     """Nuclei instances of a whole (H, W, 3) uint8 image at native resolution: (H, W) int32, 0 = background."""
-    return instances_from_probabilities(predict_probabilities(model, image, patch=patch, overlap=overlap, device=device))
+    probs = predict_probabilities(model, image, patch=patch, overlap=overlap, device=device, tta=tta)
+    return instances_from_probabilities(probs, postprocess)
 
 
 def score_tiles(
@@ -32,33 +36,48 @@ def score_tiles(
     patch: int = 256,
     overlap: float = 0.25,
     device=None,
+    tta: bool = False,
+    postprocess: Postprocess | None = None,
+    workers: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """Segment and score every tile.
+    """Segment and score every tile: the model predicts here, one tile after another; the
+    watershed and the metrics of each tile run in ``workers`` processes (default: one per CPU
+    core) while the model goes on with the next tiles.
 
     Args:
         model_for: the model that segments a tile (one global model, or a tile's own client model).
         tiles: tiles with ground-truth instances.
+        tta, postprocess: see :func:`segment_image`.
+        workers: processes for the post-processing; 1 runs it here.
 
     Returns:
         One row per tile (tile, client, organ, source, split, has_instances, n_true, n_predicted and
         every metric of :func:`fednuclei.metrics.image_metrics`; object metrics NaN where
         ``has_instances`` is False), and the predicted instance maps by tile name.
     """
-    rows, predictions = [], {}
-    for tile in tqdm(tiles, desc="scoring tiles", unit="tile", leave=False):
+    for tile in tiles:
         if tile.instances is None:
             raise ValueError(f"tile {tile.name} has no ground-truth instances to score against")
-        predicted = segment_image(model_for(tile), tile.image, patch=patch, overlap=overlap, device=device)
+    workers = min(workers or os.cpu_count() or 1, max(len(tiles), 1))
+    # forkserver: workers start from a clean process, not a fork of one running torch's threads
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) if workers > 1 else None
+    try:
+        pending = []
+        for tile in tqdm(tiles, desc="scoring tiles", unit="tile", leave=False):
+            probs = predict_probabilities(model_for(tile), tile.image, patch=patch, overlap=overlap, device=device,
+                                          tta=tta)
+            arguments = (probs, tile.instances, tile.has_instances, postprocess)
+            pending.append(pool.submit(score_prediction, *arguments) if pool else score_prediction(*arguments))
+        results = [job.result() if pool else job for job in pending]
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    rows, predictions = [], {}
+    for tile, (predicted, metrics) in zip(tiles, results):
         predictions[tile.name] = predicted
-        rows.append(
-            {
-                "tile": tile.name, "client": tile.client, "organ": tile.organ, "source": tile.source,
-                "split": tile.split, "has_instances": tile.has_instances,
-                "n_true": tile.n_nuclei,
-                "n_predicted": int(predicted.max()),
-                **image_metrics(predicted, tile.instances, tile.has_instances),
-            }
-        )
+        rows.append({"tile": tile.name, "client": tile.client, "organ": tile.organ, "source": tile.source,
+                     "split": tile.split, "has_instances": tile.has_instances, "n_true": tile.n_nuclei,
+                     "n_predicted": int(predicted.max()), **metrics})
     return pd.DataFrame(rows), predictions
 
 

@@ -22,13 +22,16 @@ from fednuclei.data.tiles import SUPERVISION_LEVELS
 
 # Where a run's files live, how much hardware it gets and how long it may go on do not change
 # what it computes, so a run that differs only there resumes the same checkpoints.
+# Scoring after training does not change the rounds either.
 _NOT_FINGERPRINTED = frozenset(
-    {"num_server_rounds", "data_path", "checkpoint_dir", "gpu_fraction", "cpus_per_client", "round_timeout"}
+    {"num_server_rounds", "data_path", "checkpoint_dir", "gpu_fraction", "cpus_per_client", "round_timeout",
+     "tta", "watershed", "foreground_threshold", "contour_threshold"}
 )
 _AT_LEAST_ONE = ("num_server_rounds", "local_epochs", "batch_size", "width", "depth", "groups", "infer_patch",
-                 "cpus_per_client")
+                 "cpus_per_client", "contour_width")
+_CHOICES = {"lr_schedule": ("constant", "cosine"), "watershed": ("contour", "distance", "blend")}
 _FRACTIONS = ("tau", "min_box_fill", "min_covered_boxes", "confidence_high", "confidence_low", "pixel_share",
-              "gpu_fraction")
+              "gpu_fraction", "foreground_threshold", "contour_threshold")
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,20 @@ class RunSettings:
             with its own ``--node-config data-path=...``.
         checkpoint_dir: where the server keeps rounds, ``best.pt``, ``final.pt`` and
             ``history.json`` (in a subfolder named after :meth:`fingerprint`).
+        lr_schedule: ``constant``, or ``cosine``: round r of R trains with
+            ``lr * (1 + cos(pi * (r - 1) / R)) / 2``.
+        flip_rotate: flip and rotate every training patch by 90 degrees on the fly (each of the 8
+            symmetries of the square equally likely), on top of the offline augmentation stage.
+        contour_width: pixels of the contour target inside each nucleus, >= 1
+            (:func:`~fednuclei.model.targets.segmentation_targets`).
+        contour_weight: weight of the contour channel in the loss, the foreground's being 1, > 0.
         infer_patch, infer_overlap: sliding-window inference for validation and scoring.
+        tta: average the predictions of the 8 flips and 90-degree rotations when scoring.
+        watershed: how nuclei are split (:func:`~fednuclei.model.postprocess.instances_from_probabilities`):
+            ``contour`` (markers are the cores the contour channel leaves), ``distance``
+            (markers are peaks of the foreground's distance transform) or ``blend`` (peaks of
+            the cores' distance transform).
+        foreground_threshold, contour_threshold: probability thresholds of the watershed, in (0, 1).
         gpu_fraction: GPU share of one simulated client when CUDA is available, in [0, 1].
         cpus_per_client: CPU cores of one simulated client.
         round_timeout: seconds the server waits for the replies of one round.
@@ -96,8 +112,16 @@ class RunSettings:
     data_version: str = ""
     data_path: str = "."
     checkpoint_dir: str = "checkpoints"
+    lr_schedule: str = "constant"
+    flip_rotate: bool = False
+    contour_width: int = 1
+    contour_weight: float = 1.0
     infer_patch: int = 256
     infer_overlap: float = 0.25
+    tta: bool = False
+    watershed: str = "contour"
+    foreground_threshold: float = 0.5
+    contour_threshold: float = 0.5
     gpu_fraction: float = 0.25
     cpus_per_client: int = 1
     round_timeout: float = 3600.0
@@ -121,6 +145,15 @@ class RunSettings:
         for name in _FRACTIONS:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {list(choices)}, got {getattr(self, name)!r}")
+        if not (math.isfinite(self.contour_weight) and self.contour_weight > 0):
+            raise ValueError(f"contour_weight must be finite and > 0, got {self.contour_weight}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be finite and > 0, got {self.lr}")
+        if not 0.0 <= self.infer_overlap < 1.0:
+            raise ValueError(f"infer_overlap must be in [0, 1), got {self.infer_overlap}")
         if len(set(self.clients)) != len(self.clients):
             raise ValueError(f"client names must be unique, got {list(self.clients)}")
         if self.supervision:
@@ -189,10 +222,12 @@ class RunSettings:
     def fingerprint(self) -> str:
         """SHA-256 of the settings that decide what a round computes.
 
-        Round count, paths, resources and timeout are left out: changing them keeps the
-        checkpoints valid (more rounds continue a finished run).
+        Round count, paths, resources, timeout and the scoring settings are left out: changing
+        them keeps the checkpoints valid (more rounds continue a finished run), except that a
+        cosine learning rate decays over the round count, so there it counts.
         """
-        relevant = {k: v for k, v in asdict(self).items() if k not in _NOT_FINGERPRINTED}
+        ignored = _NOT_FINGERPRINTED - ({"num_server_rounds"} if self.lr_schedule == "cosine" else set())
+        relevant = {k: v for k, v in asdict(self).items() if k not in ignored}
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 

@@ -184,7 +184,7 @@ def test_pixel_path_refuses_a_tile_without_masks(mixed_root):
     settings = mixed_settings(mixed_root)
     weak_tiles = load_client_data("blind_site", mixed_root, settings).train
     with pytest.raises(ValueError, match="has no instance labels"):
-        train_supervised(build_model(settings), weak_tiles, settings, CPU, seed=0)
+        train_supervised(build_model(settings), client(weak_tiles, "pixel"), settings, CPU, seed=0)
     with pytest.raises(ValueError, match="has no instance labels"):
         fedmix_local_training([build_model(settings), build_model(settings, which=2)], client(weak_tiles, "pixel"),
                               settings, CPU, seed=0)

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from fednuclei.model.inference import blend_window, predict_probabilities
-from fednuclei.model.unet import image_to_tensor
+from fednuclei.model.unet import UNet, image_to_tensor
 
 
 def full_forward(model, image):
@@ -65,3 +65,14 @@ def test_blend_window_is_positive_and_peaks_in_the_middle():
 def test_bad_overlap_is_refused(tiny_unet, overlap):
     with pytest.raises(ValueError, match="overlap"):
         predict_probabilities(tiny_unet(), random_image(8, 8), patch=8, overlap=overlap)
+
+
+def test_test_time_augmentation_is_equivariant_and_changes_the_prediction():
+    torch.manual_seed(0)
+    model = UNet(width=4, depth=2, groups=2)
+    image = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    plain = predict_probabilities(model, image, patch=64)
+    averaged = predict_probabilities(model, image, patch=64, tta=True)
+    assert averaged.shape == plain.shape and not np.allclose(averaged, plain)
+    flipped = predict_probabilities(model, np.ascontiguousarray(image[:, ::-1]), patch=64, tta=True)
+    np.testing.assert_allclose(flipped[:, :, ::-1], averaged, atol=1e-5)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from skimage.draw import disk
 
-from fednuclei.model.postprocess import instances_from_probabilities
+from fednuclei.model.postprocess import Postprocess, instances_from_probabilities
 from fednuclei.model.targets import segmentation_targets
 
 
@@ -32,6 +32,26 @@ def test_contour_line_splits_touching_discs():
     # without the line they merge
     merged = instances_from_probabilities(np.stack([probs[0], np.full_like(contour, 0.05)]))
     assert merged.max() == 1
+
+
+@pytest.mark.parametrize("watershed", ["distance", "blend"])
+def test_distance_markers_split_touching_discs_without_a_contour(watershed):
+    labels = touching_discs()
+    weak_contour = np.stack([0.9 * (labels > 0) + 0.05, np.full(labels.shape, 0.05)]).astype(np.float32)
+    contour_only = instances_from_probabilities(weak_contour, Postprocess("contour", 0.5, 0.5))
+    split = instances_from_probabilities(weak_contour, Postprocess(watershed, 0.5, 0.5))
+    assert contour_only.max() == 1 and split.max() == 2
+    for found in (1, 2):
+        overlap = np.bincount(labels[split == found], minlength=3)
+        assert overlap.max() >= 0.9 * overlap.sum()
+
+
+def test_blend_keeps_what_the_contour_separates():
+    labels = touching_discs()
+    probs = segmentation_targets(labels).astype(np.float32)
+    assert instances_from_probabilities(probs, Postprocess("blend", 0.5, 0.5)).max() == 2
+    with pytest.raises(ValueError, match="watershed must be one of"):
+        Postprocess("voronoi", 0.5, 0.5)
 
 
 def test_targets_of_an_instance_map_come_back_as_the_instances():

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from scipy import ndimage
 
@@ -60,3 +61,19 @@ def test_loss_has_no_nan_without_positives_or_with_an_empty_channel_mask():
     for loss in (dice_bce_loss(logits, torch.zeros(2, 2, 8, 8)), dice_bce_loss(logits, torch.zeros(2, 2, 8, 8), mask)):
         loss.backward()
         assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+
+
+def test_contour_weight_shifts_the_loss_towards_the_contour_channel():
+    target = torch.from_numpy(segmentation_targets(touching_squares()))[None]
+    logits = torch.stack([(target[:, 0] * 2 - 1) * 20, torch.zeros_like(target[:, 1])], dim=1)  # contour unsure
+    equal = dice_bce_loss(logits, target)
+    weighted = dice_bce_loss(logits, target, channel_weights=(1.0, 3.0))
+    assert weighted.item() > equal.item()
+    assert dice_bce_loss(logits, target, channel_weights=(1.0, 1.0)).item() == pytest.approx(equal.item())
+
+
+def test_wider_contours_grow_into_the_nuclei():
+    labels = touching_squares()
+    thin, wide = segmentation_targets(labels)[1], segmentation_targets(labels, contour_width=2)[1]
+    assert (wide >= thin).all() and wide.sum() > thin.sum()
+    assert not wide[labels == 0].any()

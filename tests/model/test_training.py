@@ -6,21 +6,15 @@ import torch
 
 from fednuclei.model.files import state_to_arrays
 from fednuclei.model.losses import dice_bce_loss
-from fednuclei.model.training import labelled_dataset, train_epochs, train_on_batches
+from fednuclei.model.batches import TrainingPatches
+from fednuclei.model.training import fit, train_epochs, train_on_batches
 
 CPU = torch.device("cpu")
 
 
 def fixed_batch(tiles):
-    image, target = labelled_dataset(tiles)[0]
-    return image[None], target[None]
-
-
-def test_patch_dataset_gives_unit_images_and_binary_targets(tiles64):
-    image, target = labelled_dataset(tiles64)[1]
-    assert image.shape == (3, 64, 64) and 0.0 <= image.min() and image.max() <= 1.0
-    assert target.shape == (2, 64, 64) and set(target.unique().tolist()) <= {0.0, 1.0}
-    assert target[1].sum() > 0
+    images, targets, _ = next(TrainingPatches.labelled(tiles[:1]).batches(1, seed=0, device=CPU)(0))
+    return images, targets
 
 
 def test_loss_falls_on_a_fixed_batch(tiles64, tiny_unet):
@@ -46,7 +40,7 @@ def test_batches_with_an_empty_mask_are_skipped(tiles64, tiny_unet):
 
 def final_weights(model, tiles, **kwargs):
     options = {"epochs": 4, "batch_size": 2, "lr": 1e-2, "device": CPU, "seed": 0, **kwargs}
-    result = train_epochs(model, tiles, **options)
+    result = train_epochs(model, TrainingPatches.labelled(tiles), **options)
     return result, [p.detach().clone() for p in model.parameters()]
 
 
@@ -68,7 +62,7 @@ def test_train_epochs_is_deterministic_given_the_seed(tiles64, tiny_unet):
 def test_optimizer_state_resumes_and_lr_is_the_new_one(tiles64, tiny_unet):
     model = tiny_unet()
     result, _ = final_weights(model, tiles64, epochs=1)
-    resumed = train_epochs(model, tiles64, epochs=1, batch_size=2, lr=1e-3, device=CPU,
+    resumed = train_epochs(model, TrainingPatches.labelled(tiles64), epochs=1, batch_size=2, lr=1e-3, device=CPU,
                            optimizer_state=result.optimizer_state)
     assert resumed.optimizer_state["param_groups"][0]["lr"] == 1e-3
     assert resumed.optimizer_state["state"][0]["step"].item() == 4
@@ -104,4 +98,4 @@ def test_custom_loss_that_skips_everything_gives_nan_not_a_crash(tiles64, tiny_u
 
 
 def test_dice_bce_is_the_default_loss():
-    assert train_epochs.__kwdefaults__["loss_fn"] is dice_bce_loss
+    assert train_epochs.__kwdefaults__["loss_fn"] is dice_bce_loss and fit.__kwdefaults__["loss_fn"] is dice_bce_loss

@@ -29,7 +29,7 @@ from fednuclei.federated.protocol import ARRAYS, CLIENT, CONFIG, METRICS, USABLE
 from fednuclei.federated.run_config import read_message_config
 from fednuclei.methods import METHODS, Method
 from fednuclei.methods.client_data import ClientData, load_client_data
-from fednuclei.methods.common import build_model, local_seed, validation_dice
+from fednuclei.methods.common import build_model, local_seed, round_lr, validation_dice
 from fednuclei.model.device import pick_device
 from fednuclei.model.unet import UNet
 from fednuclei.run_settings import RunSettings
@@ -51,7 +51,7 @@ def make_client_app(methods: Mapping[str, Method]) -> ClientApp:
         data = _client_data(context, settings)
         models = [_received_model(msg, settings, key) for key in (ARRAYS, *method.extra_models)]
         result = method.local_training(models, data, settings, pick_device(),
-                                       local_seed(settings, server_round, data.name))
+                                       local_seed(settings, server_round, data.name), round_lr(settings, server_round))
         metrics = MetricRecord({
             # a MetricRecord value must be a number; the server reads usable 0 as "no loss"
             "train_loss": result.loss if result.trained else 0.0,

@@ -18,7 +18,8 @@ import torch
 
 from fednuclei.data.tiles import Tile
 from fednuclei.methods.client_data import load_client_data
-from fednuclei.methods.common import build_model, local_seed, validation_dice
+from fednuclei.methods.common import build_model, contour_weighted_loss, local_seed, round_lr, validation_dice
+from fednuclei.model.batches import TrainingPatches
 from fednuclei.model.training import train_epochs
 from fednuclei.model.unet import UNet
 from fednuclei.run_settings import RunSettings
@@ -41,11 +42,13 @@ def train_with_validation(
         (round, train_loss, val_dice, train_seconds).
     """
     model = build_model(settings)
+    patches = TrainingPatches.labelled(train, settings.contour_width)  # targets once, for every block
     best_dice, best_state, history, optimizer_state = -math.inf, None, [], None
     for block in range(1, settings.num_server_rounds + 1):
         result = train_epochs(
-            model, train, epochs=settings.local_epochs, batch_size=settings.batch_size, lr=settings.lr,
-            device=device, seed=local_seed(settings, block, label), optimizer_state=optimizer_state,
+            model, patches, epochs=settings.local_epochs, batch_size=settings.batch_size,
+            lr=round_lr(settings, block), device=device, seed=local_seed(settings, block, label),
+            augment=settings.flip_rotate, loss_fn=contour_weighted_loss(settings), optimizer_state=optimizer_state,
         )
         optimizer_state = result.optimizer_state
         dice = float(np.mean(validation_dice(model, val, settings, device))) if val else math.nan

@@ -11,17 +11,19 @@ choice (FedAvg: nothing; FedMix, FedST, FedRGD: pseudo-labels).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fednuclei.data.tiles import Tile, load_tiles
+from fednuclei.model.batches import TrainingPatches
 from fednuclei.run_settings import RunSettings
 
 logger = logging.getLogger(__name__)
 
-# Tile sets read by this process, by folder: simulated clients are Ray actors that live across
-# rounds, so each round would otherwise decode the same PNGs again.
+# Tile sets and client data read by this process: simulated clients are Ray actors that live
+# across rounds, so each round would otherwise decode the same PNGs and compute the same targets.
 _TILE_CACHE: dict[Path, tuple[int, list[Tile]]] = {}
+_CLIENT_CACHE: dict[tuple, ClientData] = {}
 
 
 @dataclass(frozen=True)
@@ -41,11 +43,28 @@ class ClientData:
     train: list[Tile]
     val: list[Tile]
     supervision: str = "pixel"
+    _patches: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def weak(self) -> bool:
         """Whether the client trains without pixel masks (``bbox``, ``points`` or ``none``)."""
         return self.supervision != "pixel"
+
+    def labelled_patches(self, contour_width: int) -> TrainingPatches:
+        """The training patches with their targets, computed once per contour width.
+
+        Raises:
+            ValueError: a patch without instances (a weak client's), named.
+        """
+        if contour_width not in self._patches:
+            self._patches[contour_width] = TrainingPatches.labelled(self.train, contour_width)
+        return self._patches[contour_width]
+
+    def image_patches(self) -> TrainingPatches:
+        """The training patches' images only (no label is read), stacked once."""
+        if None not in self._patches:
+            self._patches[None] = TrainingPatches.of([tile.image for tile in self.train])
+        return self._patches[None]
 
 
 def load_client_data(name: str, base: Path, settings: RunSettings) -> ClientData:
@@ -57,6 +76,14 @@ def load_client_data(name: str, base: Path, settings: RunSettings) -> ClientData
         ValueError: a run that does not name client ``name``.
     """
     supervision = settings.supervision_of(name)
+    folders = [base / root / name for root in settings.train_roots] + [base / settings.val_root / name]
+    key = (name, supervision, *((folder.resolve(), _stamp(folder)) for folder in folders))
+    if key not in _CLIENT_CACHE:
+        _CLIENT_CACHE[key] = _read_client_data(name, base, settings, supervision)
+    return _CLIENT_CACHE[key]
+
+
+def _read_client_data(name: str, base: Path, settings: RunSettings, supervision: str) -> ClientData:
     train = [tile for root in settings.train_roots for tile in cached_tiles(base / root / name)]
     if supervision != "pixel":
         return ClientData(name=name, train=train, val=[], supervision=supervision)
@@ -70,12 +97,21 @@ def load_client_data(name: str, base: Path, settings: RunSettings) -> ClientData
 
 def cached_tiles(folder: Path) -> list[Tile]:
     """:func:`~fednuclei.data.tiles.load_tiles`, read again only when the folder's index changes."""
-    index = folder / "tiles.json"
-    if not index.is_file():
-        raise FileNotFoundError(f"no tile set at {folder} (missing {index.name})")
-    stamp = index.stat().st_mtime_ns
+    stamp = _stamp(folder)
     key = folder.resolve()
     hit = _TILE_CACHE.get(key)
     if hit is None or hit[0] != stamp:
         hit = _TILE_CACHE[key] = (stamp, load_tiles(folder))
     return hit[1]
+
+
+def _stamp(folder: Path) -> int:
+    """When the tile set of ``folder`` was last written.
+
+    Raises:
+        FileNotFoundError: ``folder`` holds no tile set.
+    """
+    index = folder / "tiles.json"
+    if not index.is_file():
+        raise FileNotFoundError(f"no tile set at {folder} (missing {index.name})")
+    return index.stat().st_mtime_ns

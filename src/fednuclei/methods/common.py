@@ -6,8 +6,10 @@ used and tested without a server.
 
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -15,6 +17,8 @@ import torch
 from fednuclei.data.tiles import Tile
 from fednuclei.metrics import pixel_metrics
 from fednuclei.model.inference import predict_probabilities
+from fednuclei.model.losses import dice_bce_loss
+from fednuclei.model.training import LossFn
 from fednuclei.model.unet import FOREGROUND, UNet
 from fednuclei.run_settings import RunSettings
 
@@ -63,6 +67,21 @@ def local_seed(settings: RunSettings, server_round: int, client: str) -> int:
     """Shuffling seed of one client in one round: differs across clients and rounds, and is the
     same when a round is run again (a resumed run redoes an unfinished round identically)."""
     return int(np.random.SeedSequence([settings.seed, server_round, zlib.crc32(client.encode())]).generate_state(1)[0])
+
+
+def round_lr(settings: RunSettings, server_round: int) -> float:
+    """The learning rate of round ``server_round`` (>= 1) under ``settings.lr_schedule``: ``lr``
+    every round, or a cosine decay from ``lr`` in round 1 towards 0 after the last round."""
+    if settings.lr_schedule == "constant":
+        return settings.lr
+    return settings.lr * 0.5 * (1.0 + math.cos(math.pi * (server_round - 1) / settings.num_server_rounds))
+
+
+def contour_weighted_loss(settings: RunSettings) -> LossFn:
+    """:func:`~fednuclei.model.losses.dice_bce_loss` with the run's weight on the contour channel."""
+    if settings.contour_weight == 1.0:
+        return dice_bce_loss
+    return partial(dice_bce_loss, channel_weights=(1.0, settings.contour_weight))
 
 
 def validation_dice(model: torch.nn.Module, tiles: list[Tile], settings: RunSettings,

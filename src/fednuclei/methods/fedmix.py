@@ -27,7 +27,7 @@ import torch
 from fednuclei.data.tiles import Tile
 from fednuclei.methods.aggregation import ClientReport, spread_over, trained_reports
 from fednuclei.methods.client_data import ClientData
-from fednuclei.methods.common import LocalResult, derived_seed
+from fednuclei.methods.common import LocalResult, contour_weighted_loss, derived_seed
 from fednuclei.methods.fedavg import train_supervised
 from fednuclei.methods.pseudo_labels import (
     PseudoLabelRule,
@@ -35,9 +35,10 @@ from fednuclei.methods.pseudo_labels import (
     require_weak_supervision,
     select_pseudo_labels,
 )
+from fednuclei.model.batches import TrainingPatches, require_one_size
 from fednuclei.model.device import evaluating
 from fednuclei.model.targets import segmentation_targets
-from fednuclei.model.training import ImageTargetDataset, TrainResult, fit, require_one_size, seeded_loader
+from fednuclei.model.training import TrainResult, train_epochs
 from fednuclei.model.unet import FOREGROUND, image_to_tensor
 from fednuclei.run_settings import RunSettings
 
@@ -64,14 +65,14 @@ class CrossSupervision:
         return len(self.selected)
 
 
-def pseudo_label_targets(mask: np.ndarray) -> np.ndarray:
+def pseudo_label_targets(mask: np.ndarray, contour_width: int = 1) -> np.ndarray:
     """(2, H, W) uint8 training target of a binary (H, W) pseudo-label: its 4-connected
     components as instances, through :func:`~fednuclei.model.targets.segmentation_targets`."""
-    return segmentation_targets(pseudo_instances(mask)).astype(np.uint8)
+    return segmentation_targets(pseudo_instances(mask), contour_width).astype(np.uint8)
 
 
 def cross_supervision(tiles: Sequence[Tile], probs_1: np.ndarray, probs_2: np.ndarray, supervision: str,
-                      rule: PseudoLabelRule) -> CrossSupervision:
+                      rule: PseudoLabelRule, contour_width: int = 1) -> CrossSupervision:
     """Which images each FedMix model trains on at a weak client, and with which targets.
 
     Pure: the same predictions give the same wiring. Reads each tile's ``image`` and, by
@@ -83,6 +84,7 @@ def cross_supervision(tiles: Sequence[Tile], probs_1: np.ndarray, probs_2: np.nd
             those patches (from :func:`predict_foreground`).
         supervision: ``bbox``, ``points`` or ``none``.
         rule: the selection thresholds (:meth:`PseudoLabelRule.of` the run's settings).
+        contour_width: of the targets' contour channel.
 
     Returns:
         The selected images and, crosswise, the targets: model 1's from model 2's prediction,
@@ -102,8 +104,8 @@ def cross_supervision(tiles: Sequence[Tile], probs_1: np.ndarray, probs_2: np.nd
         if pair is None:
             continue
         selected.append(index)
-        model_1.append((tile.image, pseudo_label_targets(pair.target_for_model_1)))
-        model_2.append((tile.image, pseudo_label_targets(pair.target_for_model_2)))
+        model_1.append((tile.image, pseudo_label_targets(pair.target_for_model_1, contour_width)))
+        model_2.append((tile.image, pseudo_label_targets(pair.target_for_model_2, contour_width)))
     return CrossSupervision(selected=tuple(selected), model_1=model_1, model_2=model_2)
 
 
@@ -119,7 +121,7 @@ def predict_foreground(model: torch.nn.Module, tiles: Sequence[Tile], batch_size
     Returns:
         (N, H, W) float32 in [0, 1]: ``sigmoid`` of the foreground channel.
     """
-    require_one_size(tiles)
+    require_one_size([tile.image.shape[:2] for tile in tiles])
     if not tiles:
         return np.zeros((0, 0, 0), np.float32)
     chunks = []
@@ -131,7 +133,7 @@ def predict_foreground(model: torch.nn.Module, tiles: Sequence[Tile], batch_size
 
 
 def fedmix_local_training(models: Sequence[torch.nn.Module], data: ClientData, settings: RunSettings,
-                          device: torch.device, seed: int) -> LocalResult:
+                          device: torch.device, seed: int, lr: float | None = None) -> LocalResult:
     """One FedMix round at one client: both global models trained in place.
 
     ``pixel``: both models train on the ground truth. Otherwise both predict every patch,
@@ -145,15 +147,15 @@ def fedmix_local_training(models: Sequence[torch.nn.Module], data: ClientData, s
     model_1, model_2 = models
     start = time.perf_counter()
     if data.supervision == "pixel":
-        first = train_supervised(model_1, data.train, settings, device, seed)
-        second = train_supervised(model_2, data.train, settings, device, derived_seed(seed))
+        first = train_supervised(model_1, data, settings, device, seed, lr)
+        second = train_supervised(model_2, data, settings, device, derived_seed(seed), lr)
         return LocalResult(usable_images=first.usable_images, loss=(first.loss + second.loss) / 2,
                            seconds=time.perf_counter() - start)
     wiring = select_for_fedmix(model_1, model_2, data.train, data.supervision, settings, device)
     if not wiring.usable_images:
         return LocalResult(usable_images=0, loss=math.nan, seconds=time.perf_counter() - start)
-    first = train_on_pairs(model_1, wiring.model_1, settings, device, seed)
-    second = train_on_pairs(model_2, wiring.model_2, settings, device, derived_seed(seed))
+    first = train_on_pairs(model_1, wiring.model_1, settings, device, seed, lr)
+    second = train_on_pairs(model_2, wiring.model_2, settings, device, derived_seed(seed), lr)
     return LocalResult(usable_images=wiring.usable_images, loss=(first.loss + second.loss) / 2,
                        seconds=time.perf_counter() - start)
 
@@ -165,13 +167,14 @@ def select_for_fedmix(model_1: torch.nn.Module, model_2: torch.nn.Module, tiles:
     Predicts and selects one batch of ``settings.batch_size`` patches at a time, so only the
     selected images' uint8 targets are kept, never the probability maps of every patch.
     """
-    require_one_size(tiles)
+    require_one_size([tile.image.shape[:2] for tile in tiles])
     rule = PseudoLabelRule.of(settings)
     selected, pairs_1, pairs_2 = [], [], []
     for start in range(0, len(tiles), settings.batch_size):
         chunk = tiles[start:start + settings.batch_size]
         wiring = cross_supervision(chunk, predict_foreground(model_1, chunk, settings.batch_size, device),
-                                   predict_foreground(model_2, chunk, settings.batch_size, device), supervision, rule)
+                                   predict_foreground(model_2, chunk, settings.batch_size, device), supervision, rule,
+                                   settings.contour_width)
         selected += [start + index for index in wiring.selected]
         pairs_1 += wiring.model_1
         pairs_2 += wiring.model_2
@@ -179,14 +182,15 @@ def select_for_fedmix(model_1: torch.nn.Module, model_2: torch.nn.Module, tiles:
 
 
 def train_on_pairs(model: torch.nn.Module, pairs: list[Pair], settings: RunSettings, device: torch.device,
-                   seed: int) -> TrainResult:
-    """``local_epochs`` of :func:`~fednuclei.model.training.fit` on ``(image uint8 (H, W, 3),
-    target (2, H, W))`` pairs, shuffled with ``seed``."""
+                   seed: int, lr: float | None = None) -> TrainResult:
+    """``local_epochs`` of :func:`~fednuclei.model.training.train_epochs` on ``(image uint8
+    (H, W, 3), target (2, H, W))`` pairs, shuffled with ``seed``, at ``lr`` (default ``settings.lr``)."""
     if not pairs:
         raise ValueError("train_on_pairs needs at least one (image, target) pair")
-    loader = seeded_loader(ImageTargetDataset(*zip(*pairs)), settings.batch_size, seed, device)
-    return fit(model, lambda epoch: ((images, targets, None) for images, targets in loader),
-               epochs=settings.local_epochs, lr=settings.lr, device=device)
+    images, targets = zip(*pairs)
+    return train_epochs(model, TrainingPatches.of(images, targets), epochs=settings.local_epochs,
+                        batch_size=settings.batch_size, lr=settings.lr if lr is None else lr, device=device, seed=seed,
+                        augment=settings.flip_rotate, loss_fn=contour_weighted_loss(settings))
 
 
 def fedmix_weights(reports: Sequence[ClientReport], lam: float, beta: float) -> dict[str, float]:

@@ -23,27 +23,28 @@ import torch
 from fednuclei.data.tiles import SUPERVISION_LEVELS, Tile
 from fednuclei.methods.aggregation import ClientReport, split_by_size, spread_over, trained_reports
 from fednuclei.methods.client_data import ClientData
-from fednuclei.methods.common import LocalResult, derived_seed
+from fednuclei.methods.common import LocalResult, contour_weighted_loss, derived_seed
 from fednuclei.methods.fedavg import train_supervised
+from fednuclei.model.batches import Batch, TrainingPatches
 from fednuclei.model.device import evaluating
-from fednuclei.model.training import Batch, ImageTargetDataset, fit, require_one_size, seeded_loader
+from fednuclei.model.training import fit
 from fednuclei.run_settings import RunSettings
 
 
 def fedst_local_training(models: Sequence[torch.nn.Module], data: ClientData, settings: RunSettings,
-                         device: torch.device, seed: int) -> LocalResult:
+                         device: torch.device, seed: int, lr: float | None = None) -> LocalResult:
     """One FedST / FedRGD round at one client: ground truth for a ``pixel`` client,
     :func:`self_train` for the others."""
     (model,) = models
     if data.supervision == "pixel":
-        return train_supervised(model, data.train, settings, device, seed)
+        return train_supervised(model, data, settings, device, seed, lr)
     if data.supervision not in SUPERVISION_LEVELS:
         raise ValueError(f"unknown supervision {data.supervision!r}; use one of {list(SUPERVISION_LEVELS)}")
-    return self_train(model, data.train, settings, device, seed)
+    return self_train(model, data.train, settings, device, seed, lr)
 
 
 def self_train(model: torch.nn.Module, tiles: list[Tile], settings: RunSettings, device: torch.device,
-               seed: int) -> LocalResult:
+               seed: int, lr: float | None = None) -> LocalResult:
     """FedST's self-training on unlabelled patches, ``local_epochs`` passes, model trained in place.
 
     Per batch: the current model (in eval mode, no gradient) predicts the original patches;
@@ -62,19 +63,19 @@ def self_train(model: torch.nn.Module, tiles: list[Tile], settings: RunSettings,
     start = time.perf_counter()
     if not tiles:
         return LocalResult(usable_images=0, loss=math.nan, seconds=time.perf_counter() - start)
-    require_one_size(tiles)
-    loader = seeded_loader(ImageTargetDataset([tile.image for tile in tiles]), settings.batch_size, seed, device)
+    images = TrainingPatches.of([tile.image for tile in tiles]).batches(settings.batch_size, seed, device,
+                                                                         augment=settings.flip_rotate)
     gammas = torch.Generator().manual_seed(derived_seed(seed))
     confident = [0] * settings.local_epochs
 
     def batches(epoch: int) -> Iterable[Batch]:
-        for images in loader:
-            images = images.to(device, non_blocking=True)
-            target, valid = _confident_targets(model, images, settings)
+        for batch, _, _ in images(epoch):
+            target, valid = _confident_targets(model, batch, settings)
             confident[epoch] += int(valid.flatten(1).any(1).sum())
-            yield gamma_perturb(images, sample_gamma(gammas, settings.gamma_low, settings.gamma_high)), target, valid
+            yield gamma_perturb(batch, sample_gamma(gammas, settings.gamma_low, settings.gamma_high)), target, valid
 
-    result = fit(model, batches, epochs=settings.local_epochs, lr=settings.lr, device=device)
+    result = fit(model, batches, epochs=settings.local_epochs, lr=settings.lr if lr is None else lr, device=device,
+                 loss_fn=contour_weighted_loss(settings))
     # A batch is stepped exactly when one of its images has a confident pixel, so usable > 0
     # exactly when the last epoch's loss is a number.
     usable = confident[-1]

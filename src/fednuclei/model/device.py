@@ -26,9 +26,24 @@ def pick_device(preferred: str | torch.device | None = None) -> torch.device:
     return device
 
 
+def half_precision(device: torch.device) -> torch.dtype | None:
+    """The reduced precision forward passes run in on ``device``: bfloat16 on a GPU that has it
+    (no gradient scaling needed), else float16 on CUDA; None (plain float32) on the CPU, where
+    reduced precision is slower, not faster."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def autocast(device: torch.device) -> torch.autocast:
-    """Mixed precision for forward passes: float16 on CUDA, plain float32 elsewhere."""
-    return torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda")
+    """Mixed precision for forward passes in :func:`half_precision`."""
+    dtype = half_precision(device)
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def gradient_scaler(device: torch.device) -> torch.amp.GradScaler:
+    """A gradient scaler, enabled only where the precision needs one (float16)."""
+    return torch.amp.GradScaler(device.type, enabled=half_precision(device) == torch.float16)
 
 
 @contextmanager

@@ -35,6 +35,7 @@ def predict_probabilities(
     overlap: float = 0.25,
     batch_size: int = 4,
     device: torch.device | str | None = None,
+    tta: bool = False,
 ) -> np.ndarray:
     """Foreground and contour probabilities of a whole image.
 
@@ -53,6 +54,8 @@ def predict_probabilities(
         batch_size: windows per forward pass.
         device: where to run; default, where the model's parameters are (see
             :func:`~fednuclei.model.device.evaluating` for precision).
+        tta: average each window's prediction over the 8 symmetries of the square (flips and
+            90-degree rotations, each undone on its output): 8 forward passes per window.
 
     Returns:
         (C, H, W) float32 in [0, 1]; C = 2 for the UNet (foreground, contour).
@@ -73,7 +76,7 @@ def predict_probabilities(
         for start in range(0, len(origins), batch_size):
             chunk = origins[start : start + batch_size]
             batch = torch.stack([pixels[:, y : y + patch, x : x + patch] for y, x in chunk]).to(device)
-            probs = torch.sigmoid(model(batch).float()).cpu()
+            probs = (_symmetric_mean(model, batch) if tta else torch.sigmoid(model(batch).float())).cpu()
             if total is None:
                 total = torch.zeros((probs.shape[1], *pixels.shape[1:]))
                 weights = torch.zeros(pixels.shape[1:])
@@ -81,3 +84,16 @@ def predict_probabilities(
                 total[:, y : y + patch, x : x + patch] += prob * window
                 weights[y : y + patch, x : x + patch] += window
     return (total / weights)[:, :height, :width].numpy()
+
+
+def _symmetric_mean(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """Mean sigmoid output over the 8 symmetries of square windows, each mapped back."""
+    total = torch.zeros(())
+    for transpose in (False, True):
+        for dims in ((), (-1,), (-2,), (-2, -1)):
+            view = batch.transpose(-1, -2) if transpose else batch
+            view = view.flip(dims) if dims else view
+            probs = torch.sigmoid(model(view).float())
+            probs = probs.flip(dims) if dims else probs
+            total = total + (probs.transpose(-1, -2) if transpose else probs)
+    return total / 8

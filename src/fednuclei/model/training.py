@@ -1,9 +1,10 @@
 """One training loop for every method.
 
-:func:`fit` is the loop: Adam (optionally resuming its moments), a gradient scaler, and
-``epochs`` passes of :func:`train_on_batches` (forward, loss, optional FedProx term, backward,
-step). Every flavour of local training calls it with its own batches: :func:`train_epochs` with
-labelled tiles, FedMix with pseudo-labelled pairs, FedST with confidence-masked batches.
+:func:`fit` is the loop: Adam (optionally resuming its moments), a gradient scaler where the
+precision needs one, and ``epochs`` passes of :func:`train_on_batches` (forward, loss, optional
+FedProx term, backward, step). Every flavour of local training calls it with its own batches:
+:func:`train_epochs` with pixel-labelled patches, FedMix with pseudo-labelled ones, FedST with
+confidence-masked batches.
 """
 
 from __future__ import annotations
@@ -14,20 +15,15 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from fednuclei.data.tiles import Tile
-from fednuclei.model.device import autocast
+from fednuclei.model.batches import Batch, TrainingPatches
+from fednuclei.model.device import autocast, gradient_scaler
 from fednuclei.model.losses import dice_bce_loss
-from fednuclei.model.targets import segmentation_targets
-from fednuclei.model.unet import image_to_tensor
 
 logger = logging.getLogger(__name__)
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor | None]
 
 
@@ -62,56 +58,6 @@ class BatchesResult:
     steps: int
     skipped: int
     n_samples: int
-
-
-class ImageTargetDataset(Dataset):
-    """uint8 images (and targets) as float tensors: ``image`` (3, H, W) in [0, 1] (see
-    :func:`~fednuclei.model.unet.image_to_tensor`) and, when targets are given, ``target``
-    (2, H, W) float32 in {0, 1}.
-
-    Kept as uint8: float copies of a client's patches would take 4x the memory.
-    """
-
-    def __init__(self, images: Sequence[np.ndarray], targets: Sequence[np.ndarray] | None = None):
-        if targets is not None and len(targets) != len(images):
-            raise ValueError(f"{len(images)} images but {len(targets)} targets")
-        self.images = list(images)
-        self.targets = None if targets is None else [torch.from_numpy(np.asarray(t, np.uint8)) for t in targets]
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        image = image_to_tensor(self.images[index])
-        return image if self.targets is None else (image, self.targets[index].float())
-
-
-def labelled_dataset(tiles: Sequence[Tile]) -> ImageTargetDataset:
-    """Pixel-labelled tiles with their :func:`~fednuclei.model.targets.segmentation_targets`.
-
-    Raises:
-        ValueError: naming the first tile without instances.
-    """
-    for tile in tiles:
-        if tile.instances is None:
-            raise ValueError(f"tile {tile.name} has no instance labels; pixel-supervised training needs them")
-    return ImageTargetDataset([t.image for t in tiles], [segmentation_targets(t.instances) for t in tiles])
-
-
-def seeded_loader(dataset: Dataset, batch_size: int, seed: int, device: torch.device) -> DataLoader:
-    """Shuffled batches whose order follows ``seed`` only (a ``torch.Generator``), so the same seed,
-    model and data give the same weights on the same device."""
-    return DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed),
-                      pin_memory=device.type == "cuda")
-
-
-def require_one_size(tiles: Sequence[Tile]) -> None:
-    sizes = sorted({(tile.height, tile.width) for tile in tiles})
-    if len(sizes) > 1:
-        raise ValueError(
-            f"tiles of one training call must share a size to be batched, got {sizes}; "
-            "cut them with fednuclei.data.patches.extract_patches"
-        )
 
 
 def _proximal_term(model: torch.nn.Module, reference: list[torch.Tensor], mu: float) -> torch.Tensor:
@@ -155,7 +101,8 @@ def train_on_batches(
             A batch whose loss is None is skipped and counted.
         optimizer: over ``model.parameters()``.
         device: where the model is; batches are moved there. Forward passes run under
-            :func:`~fednuclei.model.device.autocast`, with gradient scaling where it is enabled.
+            :func:`~fednuclei.model.device.autocast`, with gradient scaling where its precision
+            needs it (float16).
         loss_fn: ``(logits, targets, mask) -> scalar tensor or None``.
         scaler: the GradScaler to use; pass the same one to every call of a training run so its
             scale carries over (a new one is made when None).
@@ -166,7 +113,7 @@ def train_on_batches(
     if mu < 0:
         raise ValueError(f"mu must be >= 0, got {mu}")
     if scaler is None:
-        scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+        scaler = gradient_scaler(device)
     reference = _prepare_reference(model, proximal_to, device) if mu > 0 else None
     model.train()
     total = torch.zeros((), device=device)  # summed on the device: no host sync per step
@@ -229,7 +176,7 @@ def fit(
         optimizer.load_state_dict(optimizer_state)
         for group in optimizer.param_groups:
             group["lr"] = lr
-    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+    scaler = gradient_scaler(device)
     steps = skipped = 0
     for epoch in tqdm(range(epochs), desc="epochs", disable=not progress):
         result = train_on_batches(model, batches(epoch), optimizer, device, loss_fn=loss_fn, scaler=scaler,
@@ -242,38 +189,35 @@ def fit(
 
 def train_epochs(
     model: torch.nn.Module,
-    tiles: list[Tile],
+    patches: TrainingPatches,
     *,
     epochs: int,
     batch_size: int,
     lr: float,
     device: torch.device,
     seed: int = 0,
+    augment: bool = False,
     optimizer_state: dict | None = None,
     proximal_to: Sequence[torch.Tensor] | None = None,
     mu: float = 0.0,
     loss_fn: LossFn = dice_bce_loss,
     progress: bool = False,
 ) -> TrainResult:
-    """:func:`fit` on pixel-labelled tiles, shuffled with ``seed`` (:func:`seeded_loader`).
+    """:func:`fit` on pixel-labelled patches, batched by
+    :meth:`~fednuclei.model.batches.TrainingPatches.batches` (shuffled with ``seed``, flipped and
+    rotated when ``augment``).
 
     Args:
-        tiles: equal-size tiles, all with instances (patches from
-            :func:`~fednuclei.data.patches.extract_patches`).
-        batch_size: tiles per step; the last batch of an epoch may be smaller.
+        patches: labelled patches (:meth:`~fednuclei.model.batches.TrainingPatches.labelled`).
+        batch_size: patches per step; the last batch of an epoch may be smaller.
         epochs, lr, device, optimizer_state, proximal_to, mu, loss_fn, progress: see :func:`fit`.
 
     Raises:
-        ValueError: a tile without instances (named), tiles of different sizes, no tiles, or
-            ``epochs`` / ``batch_size`` < 1.
+        ValueError: unlabelled patches, or ``epochs`` / ``batch_size`` < 1.
     """
-    if not tiles:
-        raise ValueError("train_epochs needs at least one tile")
+    if patches.targets is None:
+        raise ValueError("train_epochs needs labelled patches (TrainingPatches.labelled)")
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
-    dataset = labelled_dataset(tiles)
-    require_one_size(tiles)
-    loader = seeded_loader(dataset, batch_size, seed, device)
-    return fit(model, lambda epoch: ((images, targets, None) for images, targets in loader), epochs=epochs, lr=lr,
-               device=device, optimizer_state=optimizer_state, loss_fn=loss_fn, proximal_to=proximal_to, mu=mu,
-               progress=progress)
+    return fit(model, patches.batches(batch_size, seed, device, augment=augment), epochs=epochs, lr=lr, device=device,
+               optimizer_state=optimizer_state, loss_fn=loss_fn, proximal_to=proximal_to, mu=mu, progress=progress)

@@ -20,6 +20,7 @@ from fednuclei.methods.baselines import labelled_client_tiles
 from fednuclei.metrics import summarise
 from fednuclei.model.device import pick_device
 from fednuclei.model.files import load_model
+from fednuclei.model.postprocess import Postprocess
 from fednuclei.model.unet import UNet
 from fednuclei.run_settings import RunSettings
 
@@ -105,7 +106,8 @@ def round_metrics(history: pd.DataFrame) -> dict[str, list[dict]]:
 
 
 def _evaluate(models_for, tiles: list[Tile], settings: RunSettings):
-    per_image, predictions = score_tiles(models_for, tiles, patch=settings.infer_patch, overlap=settings.infer_overlap)
+    per_image, predictions = score_tiles(models_for, tiles, patch=settings.infer_patch, overlap=settings.infer_overlap,
+                                         tta=settings.tta, postprocess=Postprocess.of(settings))
     summary = summarise(per_image, SUMMARY_LEVELS)
     by_name = {tile.name: tile for tile in tiles}
     instances = {name: Image.fromarray(labels.astype(np.uint16)) for name, labels in predictions.items()}
