@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from fednuclei.model.batches import TrainingPatches
 from fednuclei.model.files import state_to_arrays
 from fednuclei.model.losses import dice_bce_loss
-from fednuclei.model.batches import TrainingPatches
 from fednuclei.model.training import fit, train_epochs, train_on_batches
 
 CPU = torch.device("cpu")
