@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -11,8 +14,37 @@ import torch
 logger = logging.getLogger(__name__)
 
 
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_KEPT_BYTES = 1 << 30
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Let glibc keep freed memory for reuse instead of returning it to the system.
+
+    By default glibc maps every large allocation (a batch, an activation) afresh and unmaps it
+    when freed, and trims the heap, so each training step pays the page faults of its tensors
+    again; on a small virtual machine that measured 3-5x the compute itself (2.5 against 15
+    patches/s at width 8). Keeping up to 1 GiB mapped removes that cost. Other platforms and
+    C libraries are left as they are.
+
+    Returns:
+        whether the allocator was tuned.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc
+        return False
+    return all(libc.mallopt(option, value) == 1 for option, value in
+               ((_M_MMAP_THRESHOLD, _KEPT_BYTES), (_M_TRIM_THRESHOLD, _KEPT_BYTES), (_M_TOP_PAD, 64 << 20)))
+
+
 def pick_device(preferred: str | torch.device | None = None) -> torch.device:
-    """The device to train and predict on: ``preferred`` if given, else CUDA when available, else CPU.
+    """The device to train and predict on: ``preferred`` if given, else CUDA when available, else
+    CPU; the process's allocator is tuned for tensors on the way (:func:`keep_freed_memory`).
 
     Raises:
         ValueError: a CUDA device is asked for but this torch build or machine has none.
@@ -22,6 +54,7 @@ def pick_device(preferred: str | torch.device | None = None) -> torch.device:
     )
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r} requested but CUDA is not available (torch {torch.__version__})")
+    keep_freed_memory()
     logger.info("using device %s", device)
     return device
 
