@@ -552,3 +552,41 @@ def test_real_tnbc():
     assert all(t.image.shape == (512, 512, 3) and t.image.dtype == np.uint8 for t in tiles)
     assert len({t.group for t in tiles}) == 11
     assert all(t.n_nuclei > 0 for t in tiles)
+
+
+# ---------------------------------------------------------------- size limits
+
+
+def _bomb(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header declares ``width`` x ``height`` (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_decompression_bombs_and_oversized_images_are_refused_by_name(tmp_path):
+    bomb = _bomb(tmp_path / "bomb.png", 50000, 50000)
+    assert bomb.stat().st_size < 500
+    for read in (read_rgb, read_mask):
+        with pytest.raises(ImageReadError, match=_named(bomb) + ".*too large.*2500000000 pixels"):
+            read(bomb)
+    image = _save(_rgb(200, 300), tmp_path / "large.png")
+    with pytest.raises(ImageReadError, match=_named(image) + r" is 300x200 pixels, over the limit of 50,000"):
+        read_rgb(image, max_pixels=50_000)
+    assert read_rgb(image).shape == (200, 300, 3)
+
+
+def test_a_bomb_in_a_tnbc_slide_stops_ingestion_naming_it(tmp_path):
+    folder = _tnbc(tmp_path)
+    bomb = _bomb(folder / "Slide_01" / "01_9.png", 50000, 50000)
+    _save(_mask(), folder / "GT_01" / "01_9.png")
+    with pytest.raises(ImageReadError, match=_named(bomb)):
+        read_tnbc(folder)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from fednuclei.data.images import MAX_PIXELS
 from fednuclei.data.pairing import (
     IMAGE_EXTENSIONS,
     MASK_SUFFIXES,
@@ -25,6 +26,7 @@ def read_image_mask_folder(
     instances: str = "instances",
     source: str = "folder",
     organ: str = "unknown",
+    max_pixels: int = MAX_PIXELS,
 ) -> list[Tile]:
     """Read ``folder/<images>/*`` with instance maps from ``folder/<instances>/*`` or binary masks
     from ``folder/<masks>/*`` into tiles.
@@ -47,7 +49,8 @@ def read_image_mask_folder(
         FileNotFoundError: ``folder``, its image folder, or both label folders do not exist.
         ValueError: no image with a label; two images with one stem or two labels fitting one
             image; a label whose size differs from its image (both files and sizes named).
-        ImageReadError: a corrupt or truncated file, or an instance map that is not one.
+        ImageReadError: a corrupt or truncated file, one over ``max_pixels``, or an instance map
+            that is not one.
 
     Warns:
         DataWarning: images without a label and labels without an image (one warning listing
@@ -62,7 +65,8 @@ def read_image_mask_folder(
     if not any(path.is_dir() for _, path in label_dirs):
         raise FileNotFoundError(f"image/mask folder {folder}: neither {folder / instances} nor {folder / masks} exists")
     image_files = list_files(image_dir, IMAGE_EXTENSIONS, "images")
-    pairings = [(is_map, pair_by_stem(image_files, list_files(path, IMAGE_EXTENSIONS, "labels"), suffixes=MASK_SUFFIXES))
+    pairings = [(is_map, pair_by_stem(image_files, list_files(path, IMAGE_EXTENSIONS, "labels"),
+                                      suffixes=MASK_SUFFIXES))
                 for is_map, path in label_dirs if path.is_dir()]
     chosen: dict[Path, tuple[Path, bool]] = {}  # image -> (label file, is an instance map); maps first
     for is_map, pairing in pairings:
@@ -76,7 +80,8 @@ def read_image_mask_folder(
     if not chosen:
         raise ValueError(f"image/mask folder {folder}: no image in {image_dir} has a label")
     return [
-        tile_from_files(f"{source}_{image.stem}", image, label, instance_map=is_map, source=source, organ=organ,
-                        group="", subset="train", has_instances=is_map, label_source="instance_map" if is_map else "mask")
+        tile_from_files(f"{source}_{image.stem}", image, label, instance_map=is_map, max_pixels=max_pixels,
+                        source=source, organ=organ, group="", subset="train", has_instances=is_map,
+                        label_source="instance_map" if is_map else "mask")
         for image in image_files if image in chosen for label, is_map in [chosen[image]]
     ]

@@ -14,7 +14,10 @@ rules live here once:
   only integer grey-level images are label maps: colour, floating-point, binary and overflowed
   8-bit files are refused with the reason (:func:`read_instance_map`).
 * a file that cannot be decoded in full raises :class:`ImageReadError` naming it; the decode
-  is forced with ``Image.load()`` so a truncated file fails here, not later. (If some other
+  is forced with ``Image.load()`` so a truncated file fails here, not later;
+* a file larger than ``max_pixels`` (default :data:`MAX_PIXELS`) is refused from its header,
+  before any pixel is decoded: a small file can declare a huge image (a decompression bomb),
+  and even an honest 10000x10000 image takes gigabytes once decoded and batched. (If some other
   code sets ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True``, Pillow pads truncated files
   silently and this check cannot see them.)
 
@@ -32,13 +35,17 @@ from PIL import Image
 from skimage.measure import label as _label
 
 __all__ = ["DataWarning", "ImageReadError", "read_rgb", "read_mask", "read_instance_map", "instances_from_mask",
-           "MASK_CONNECTIVITY"]
+           "MASK_CONNECTIVITY", "MAX_PIXELS"]
 
 #: Connectivity used to split a binary mask into nuclei: 1 = 4-connectivity (edge neighbours).
 #: On the 13 MoNuSeg training tiles that also have polygons, 4-connected components of the
 #: published masks match 3552 of 4949 polygons at IoU > 0.5, 8-connected ones 3447: diagonal
 #: contacts between touching nuclei are more common than diagonal-only links inside one nucleus.
 MASK_CONNECTIVITY = 1
+
+#: Largest image read, in pixels (8192 x 8192). Whole-slide regions beyond it should be cut into
+#: tiles first; raise it per reader call (``max_pixels``) when memory allows.
+MAX_PIXELS = 8192 * 8192
 
 
 class ImageReadError(ValueError):
@@ -78,16 +85,26 @@ def _bits_per_sample(im: Image.Image, rawmodes: list[str]) -> int:
     return 8
 
 
-def _load(path: str | os.PathLike) -> tuple[Image.Image, int]:
-    """Open and fully decode ``path``; return the image and its bits per sample."""
+def _load(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, int]:
+    """Open and fully decode ``path`` unless its header declares more than ``max_pixels``; return
+    the image and its bits per sample."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
     try:
         with Image.open(path) as im:
+            width, height = im.size
+            if width * height > max_pixels:
+                raise ImageReadError(f"image {path} is {width}x{height} pixels, over the limit of {max_pixels:,} "
+                                     "(max_pixels): cut it into tiles, or raise the limit if memory allows")
             bits = _bits_per_sample(im, _rawmodes(im))
             im.load()
             return im, bits
+    except Image.DecompressionBombError as exc:  # declared even larger than Pillow's own limit
+        raise ImageReadError(f"image {path} declares an image too large to read ({exc}): cut it into tiles, or "
+                             "raise the limit (max_pixels) if memory allows") from exc
+    except ImageReadError:
+        raise
     except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
         raise ImageReadError(
             f"cannot read image {path}: the file is corrupt or truncated, or not an image ({exc})"
@@ -102,19 +119,19 @@ def _to_8bit(array: np.ndarray, path: Path, mode: str) -> np.ndarray:
     return (array.astype(np.uint32) >> 8).astype(np.uint8)
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
+def read_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an H&E image as (H, W, 3) uint8 RGB.
 
     Raises:
         FileNotFoundError: no such file.
-        ImageReadError: the file is corrupt, truncated, not an image, or of a mode that has
-            no sensible RGB reading (floating point).
+        ImageReadError: the file is corrupt, truncated, not an image, of a mode that has no
+            sensible RGB reading (floating point), or larger than ``max_pixels``.
 
     Warns:
         DataWarning: grayscale input (replicated to RGB) or 16-bit input (rescaled), naming the file.
     """
     path = Path(path)
-    im, bits = _load(path)
+    im, bits = _load(path, max_pixels)
     mode = im.mode
     if mode in ("I", "F") or mode.startswith("I;16"):
         if mode == "F":
@@ -143,7 +160,7 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     return np.array(im, dtype=np.uint8)
 
 
-def read_mask(path: str | os.PathLike) -> np.ndarray:
+def read_mask(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read a binary nucleus mask as (H, W) bool: foreground where the first channel is > 0.
 
     Modes ``1``, ``L``, ``LA`` (the ``L`` channel; alpha ignored), ``RGB``/``RGBA`` (the red
@@ -159,7 +176,7 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
             (a colour-coded mask, whose nuclei would be partly lost), naming the file.
     """
     path = Path(path)
-    im, _ = _load(path)
+    im, _ = _load(path, max_pixels)
     mode = im.mode
     if mode in ("1", "L", "P", "I") or mode.startswith("I;16"):
         array = np.asarray(im)
@@ -175,7 +192,7 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     raise ImageReadError(f"cannot read mask {path}: unsupported mode {mode} (expected 1, L, LA, P, I;16, RGB or RGBA)")
 
 
-def read_instance_map(path: str | os.PathLike) -> np.ndarray:
+def read_instance_map(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an instance label map: (H, W) int32, 0 = background, one integer per nucleus.
 
     16-bit (``I;16``) and 32-bit integer (``I``) grey-level files are label maps as they are. An
@@ -191,7 +208,7 @@ def read_instance_map(path: str | os.PathLike) -> np.ndarray:
             labels, or is an 8-bit map that may have overflowed.
     """
     path = Path(path)
-    im, _ = _load(path)
+    im, _ = _load(path, max_pixels)
     mode = im.mode
     if mode == "F" or mode in ("RGB", "RGBA", "RGBX", "LA", "CMYK", "YCbCr") or mode == "1":
         kind = {"F": "floating-point values", "1": "one bit per pixel (a binary mask)"}.get(

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fednuclei.data.images import DataWarning, read_rgb
+from fednuclei.data.images import MAX_PIXELS, DataWarning, read_rgb
 from fednuclei.data.pairing import (
     Pairing,
     list_files,
@@ -90,7 +90,8 @@ def site_code(name: str) -> str | None:
 
 
 def read_monuseg(
-    folder: str | os.PathLike, subset: str = "train", organs: dict[str, str] | None = None
+    folder: str | os.PathLike, subset: str = "train", organs: dict[str, str] | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> list[Tile]:
     """Read a MoNuSeg folder (``images/``, optional ``annotations/``, ``instances/``, ``masks/``) into tiles.
 
@@ -99,6 +100,7 @@ def read_monuseg(
         subset: the publisher's split, stored on every tile (``train`` or ``test``).
         organs: TCGA site code -> organ; default :data:`MONUSEG_TRAIN_ORGANS`. A tile whose
             code is not in it (or whose name has no ``TCGA-<site>-`` prefix) gets organ ``unknown``.
+        max_pixels: the largest image or label read (see :mod:`fednuclei.data.images`).
 
     Returns:
         one tile per image, sorted by name: ``name`` = file stem, ``source`` ``monuseg``,
@@ -111,8 +113,8 @@ def read_monuseg(
         ValueError: no images; an image with no label at all (all are listed); a label that does
             not fit its image (both files and sizes named); a bad XML file (see
             :func:`parse_monuseg_xml`).
-        ImageReadError: a corrupt or truncated image, mask or instance map, or an instance map
-            that is not one (see :func:`~fednuclei.data.images.read_instance_map`).
+        ImageReadError: a corrupt or truncated image, mask or instance map, one over
+            ``max_pixels``, or an instance map that is not one (see :func:`~fednuclei.data.images.read_instance_map`).
 
     Warns:
         DataWarning: label files without an image (one warning listing all, skipped); tiles with
@@ -126,8 +128,8 @@ def read_monuseg(
     tiles, unknown, notes = [], [], {"dropped": [], "disagree": []}
     for image_path in images:
         name = image_path.stem
-        image = read_rgb(image_path)
-        instances, label_source, extra = _instances(image_path, image, labels, notes)
+        image = read_rgb(image_path, max_pixels)
+        instances, label_source, extra = _instances(image_path, image, labels, notes, max_pixels)
         site = site_code(name)
         organ = organs.get(site) if site else None
         if organ is None:
@@ -177,17 +179,17 @@ def _pair_labels(folder: Path, images: list[Path]) -> dict[str, Pairing]:
     return labels
 
 
-def _instances(image_path: Path, image: np.ndarray, labels: dict[str, Pairing],
-               notes: dict[str, list[str]]) -> tuple[np.ndarray, str, dict]:
+def _instances(image_path: Path, image: np.ndarray, labels: dict[str, Pairing], notes: dict[str, list[str]],
+               max_pixels: int) -> tuple[np.ndarray, str, dict]:
     """The tile's instances from its best label, the label source, and what ``extra`` records."""
     label_map = labels["map"].pairs.get(image_path)
     if image_path not in labels["xml"].pairs:
         if label_map is not None:
-            return (read_label_instances(label_map, image_path, image, instance_map=True), "instance_map",
-                    {"label_file": f"instances/{label_map.name}"})
+            instances = read_label_instances(label_map, image_path, image, instance_map=True, max_pixels=max_pixels)
+            return instances, "instance_map", {"label_file": f"instances/{label_map.name}"}
         mask = labels["mask"].pairs[image_path]
-        return (read_label_instances(mask, image_path, image, instance_map=False), "mask",
-                {"label_file": f"masks/{mask.name}"})
+        instances = read_label_instances(mask, image_path, image, instance_map=False, max_pixels=max_pixels)
+        return instances, "mask", {"label_file": f"masks/{mask.name}"}
     xml = labels["xml"].pairs[image_path]
     polygons, n_regions = parse_regions(xml)
     check_extent(polygons, image.shape, xml, image_path)
@@ -199,7 +201,8 @@ def _instances(image_path: Path, image: np.ndarray, labels: dict[str, Pairing],
              "n_degenerate": n_regions - len(polygons), "n_dropped_by_rasterisation": dropped}
     if label_map is not None:
         as_centres = rasterize_polygons([polygon + 0.5 for polygon in polygons], image.shape[:2])
-        check = compare_instances(as_centres, read_label_instances(label_map, image_path, image, instance_map=True))
+        from_map = read_label_instances(label_map, image_path, image, instance_map=True, max_pixels=max_pixels)
+        check = compare_instances(as_centres, from_map)
         extra["instance_map_check"] = check
         if check["dice"] < AGREEMENT_DICE or abs(check["n_xml"] - check["n_map"]) > AGREEMENT_COUNT:
             notes["disagree"].append(f"{image_path.stem} (foreground Dice {check['dice']:.3f}, "

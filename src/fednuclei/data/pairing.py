@@ -23,7 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fednuclei.data.images import DataWarning, instances_from_mask, read_instance_map, read_mask, read_rgb
+from fednuclei.data.images import (
+    MAX_PIXELS,
+    DataWarning,
+    instances_from_mask,
+    read_instance_map,
+    read_mask,
+    read_rgb,
+)
 from fednuclei.data.tiles import Tile, annotated_tile
 
 IMAGE_EXTENSIONS = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
@@ -129,23 +136,25 @@ def check_same_size(image: Path, image_array: np.ndarray, label: Path, label_arr
         raise size_mismatch_error(image, image_array.shape, label, label_array.shape, what)
 
 
-def read_label_instances(label: Path, image: Path, image_array: np.ndarray, *, instance_map: bool) -> np.ndarray:
+def read_label_instances(label: Path, image: Path, image_array: np.ndarray, *, instance_map: bool,
+                         max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Instances of ``image`` from its label file, checked to be the image's size: an instance
     map as it is (``instance_map``), or the connected components of a binary mask."""
     if instance_map:
-        labels = read_instance_map(label)
+        labels = read_instance_map(label, max_pixels)
         check_same_size(image, image_array, label, labels, "instance map")
         return labels
-    mask = read_mask(label)
+    mask = read_mask(label, max_pixels)
     check_same_size(image, image_array, label, mask, "mask")
     return instances_from_mask(mask)
 
 
-def tile_from_files(name: str, image: Path, label: Path, *, instance_map: bool, **fields) -> Tile:
+def tile_from_files(name: str, image: Path, label: Path, *, instance_map: bool, max_pixels: int = MAX_PIXELS,
+                    **fields) -> Tile:
     """A tile read from an image file and its label file (an instance map, or a binary mask whose
     connected components become instances), with weak labels derived from the instances.
     ``fields`` are the tile's other attributes; ``extra`` records the two file names."""
-    pixels = read_rgb(image)
-    instances = read_label_instances(label, image, pixels, instance_map=instance_map)
+    pixels = read_rgb(image, max_pixels)
+    instances = read_label_instances(label, image, pixels, instance_map=instance_map, max_pixels=max_pixels)
     extra = {"image_file": f"{image.parent.name}/{image.name}", "label_file": f"{label.parent.name}/{label.name}"}
     return annotated_tile(name, pixels, instances, extra=extra, **fields)

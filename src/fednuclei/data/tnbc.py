@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+from fednuclei.data.images import MAX_PIXELS
 from fednuclei.data.pairing import (
     IMAGE_EXTENSIONS,
     list_files,
@@ -22,7 +23,7 @@ _SLIDE = re.compile(r"^Slide_(\w+)$")
 _GT = re.compile(r"^GT_(\w+)$")
 
 
-def read_tnbc(folder: str | os.PathLike) -> list[Tile]:
+def read_tnbc(folder: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> list[Tile]:
     """Read the TNBC dataset into tiles.
 
     Every image ``Slide_NN/<stem>.<ext>`` needs the mask ``GT_NN/<stem>.<ext>`` (same stem; png,
@@ -40,7 +41,7 @@ def read_tnbc(folder: str | os.PathLike) -> list[Tile]:
         FileNotFoundError: ``folder`` does not exist.
         ValueError: no ``Slide_*`` folder in ``folder``; images without a mask (all listed);
             a mask whose size differs from its image (both files and sizes named).
-        ImageReadError: a corrupt or truncated image or mask.
+        ImageReadError: a corrupt or truncated image or mask, or one over ``max_pixels``.
 
     Warns:
         DataWarning: masks without an image, including whole ``GT_NN`` folders without a
@@ -74,7 +75,8 @@ def read_tnbc(folder: str | os.PathLike) -> list[Tile]:
         raise ValueError(f"TNBC folder {folder}: the Slide_NN folders hold no images")
 
     # Touching nuclei are drawn apart in these masks: their components are near-exact instances.
-    return [tile_from_files(f"tnbc_{image.stem}", image, mask, instance_map=False, source="tnbc", organ="breast",
+    return [tile_from_files(f"tnbc_{image.stem}", image, mask, instance_map=False, max_pixels=max_pixels,
+                            source="tnbc", organ="breast",
                             group=f"slide_{slide_id}", subset="train", has_instances=True,
                             label_source="separated_mask")
             for slide_id, image, mask in pairs]
