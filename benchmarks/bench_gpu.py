@@ -45,7 +45,14 @@ from fednuclei.data.tiles import Tile  # noqa: E402
 from fednuclei.evaluation import score_tiles  # noqa: E402
 from fednuclei.methods.aggregation import ClientReport, size_weights, weighted_average  # noqa: E402
 from fednuclei.methods.client_data import ClientData  # noqa: E402
-from fednuclei.methods.common import build_model, contour_weighted_loss, local_seed, round_lr, validation_dice  # noqa: E402
+from fednuclei.methods.common import (  # noqa: E402
+    LocalRound,
+    build_model,
+    contour_weighted_loss,
+    local_seed,
+    round_lr,
+    validation_dice,
+)
 from fednuclei.methods.fedavg import fedavg_local_training  # noqa: E402
 from fednuclei.model.batches import TrainingPatches  # noqa: E402
 from fednuclei.model.device import pick_device  # noqa: E402
@@ -121,8 +128,8 @@ def fedavg(clients: OrganClients, settings: RunSettings, device: torch.device, b
         reports, arrays = [], {}
         for name, client in data.items():
             local = copy.deepcopy(global_model)
-            result = fedavg_local_training([local], client, run, device, local_seed(run, server_round, name),
-                                           round_lr(run, server_round))
+            result = fedavg_local_training([local], client, run, device,
+                                           LocalRound(local_seed(run, server_round, name), round_lr(run, server_round)))
             reports.append(ClientReport(name, "pixel", result.usable_images, result.loss))
             arrays[name] = [t.detach().cpu().numpy() for t in local.state_dict().values()]
         averaged = weighted_average(arrays, size_weights(reports))

@@ -18,13 +18,14 @@ TRAIN_ROOT = "05_model_input/client_patches"
 VAL_ROOT = "04_feature/client_partitions"
 
 
-def write_client_data(base: Path) -> None:
-    """Two pixel-labelled clients, three 64x64 tiles each: two training patches and one
-    validation tile (the partition holds all three, split-tagged)."""
-    tiles = generate_synthetic_tiles(n_hospitals=2, tiles_per_hospital=3, size=64, seed=0, nuclei_per_tile=(4, 10))
+def write_client_data(base: Path, clients: tuple[str, ...] = CLIENTS) -> None:
+    """Pixel-labelled clients (by default two), three 64x64 tiles each: two training patches and
+    one validation tile (the partition holds all three, split-tagged)."""
+    tiles = generate_synthetic_tiles(n_hospitals=len(clients), tiles_per_hospital=3, size=64, seed=0,
+                                     nuclei_per_tile=(4, 10))
     partitions = {}
-    for client, hospital in zip(CLIENTS, ("hospital_0", "hospital_1")):
-        own = [t for t in tiles if t.group == hospital]
+    for k, client in enumerate(clients):
+        own = [t for t in tiles if t.group == f"hospital_{k}"]
         partitions[client] = [replace(t, client=client, supervision="pixel", split="train" if i < 2 else "val")
                               for i, t in enumerate(own)]
     save_tile_sets({c: [t for t in ts if t.split == "train"] for c, ts in partitions.items()}, base / TRAIN_ROOT)
@@ -37,7 +38,7 @@ def tiny_settings(base: Path, **changes) -> RunSettings:
     (whose own defaults then apply)."""
     values = dict(
         clients=CLIENTS, num_server_rounds=2, local_epochs=1, batch_size=2, lr=1e-3, seed=0, width=8, depth=2,
-        groups=4, train_roots=(TRAIN_ROOT,), val_root=VAL_ROOT, data_path=str(base),
+        groups=4, train_roots=(TRAIN_ROOT,), val_roots=(VAL_ROOT,), data_path=str(base),
         checkpoint_dir=str(base / "checkpoints"), infer_patch=64, gpu_fraction=0.0,
     )
     return settings_for({**values, **changes})

@@ -16,9 +16,11 @@ from kedro.io import AbstractDataset, DatasetError
 from fednuclei.atomic import atomic_file, atomic_folder
 from fednuclei.data.folders import read_image_mask_folder
 from fednuclei.data.monuseg import read_monuseg
+from fednuclei.data.partition import tile_generations
 from fednuclei.data.synthetic import generate_synthetic_tiles
 from fednuclei.data.tiles import Tile, load_tile_sets, load_tiles, save_tile_sets, save_tiles
 from fednuclei.data.tnbc import read_tnbc
+from fednuclei.freshness.files import path_signature
 from fednuclei.model.files import load_model, save_model
 from fednuclei.model.unet import UNet
 from fednuclei.run_settings import RunSettings
@@ -75,6 +77,14 @@ class TileSourcesDataset(AbstractDataset[None, dict[str, list[Tile]]]):
     def save(self, data: None) -> None:
         raise DatasetError("raw tile sources are read-only")
 
+    def signature(self) -> dict[str, Any]:
+        """What the sources hold, cheaply (:mod:`fednuclei.freshness`): their configuration, and
+        the file listing (sizes, modification times) of every source folder; a synthetic source
+        is its configuration alone."""
+        folders = {source_id: path_signature(spec["path"]) or "absent"
+                   for source_id, spec in self._sources.items() if "path" in spec}
+        return {"sources": self._sources, "folders": folders}
+
     def _describe(self) -> dict[str, Any]:
         return {"sources": self._sources}
 
@@ -117,6 +127,34 @@ class ClientTileSetsDataset(AbstractDataset[dict[str, list[Tile]], dict[str, lis
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path)}
+
+
+class TileRegistryDataset(AbstractDataset[list[str], dict[str, int]]):
+    """When each tile first appeared: a JSON ``{tile name: generation}`` that only grows.
+
+    Saving a list of tile names adds those it does not know as one new generation
+    (:func:`~fednuclei.data.partition.tile_generations`), so tiles added to a raw source after a
+    run are told apart from those the run saw. Delete the file to count everything as new data
+    of one first generation.
+    """
+
+    def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None):
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def load(self) -> dict[str, int]:
+        return json.loads(self._filepath.read_text()) if self._filepath.is_file() else {}
+
+    def save(self, data: list[str]) -> None:
+        registry = tile_generations(self.load(), data)
+        with atomic_file(self._filepath) as staging:
+            staging.write_text(json.dumps(registry, indent=0))
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
 
 
 class RunSettingsDataset(AbstractDataset[RunSettings, RunSettings]):

@@ -47,6 +47,16 @@ def score_bars(means: pd.DataFrame, title: str) -> plt.Figure:
     return figure
 
 
+def before_after_bars(table: pd.DataFrame, labels: list[str], metric: str = "dice") -> plt.Figure:
+    """Per client (old, then new, then the overall rows), ``metric`` of each model in ``labels``
+    (columns ``<metric>_<label>`` of :func:`fednuclei.metrics.transfer.before_after`)."""
+    means = table.set_index("client")[[f"{metric}_{label}" for label in labels]]
+    means.columns = labels
+    figure = score_bars(means, f"test {metric} per client, before and after the incremental stage")
+    figure.axes[0].set_ylabel(f"mean test {metric}")
+    return figure
+
+
 def learning_curves(history: pd.DataFrame) -> plt.Figure:
     """Training loss and validation Dice per round; one line per ``run`` column value (local training)."""
     figure, (loss_axis, dice_axis) = plt.subplots(1, 2, figsize=(10, 4))

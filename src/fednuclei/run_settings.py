@@ -21,11 +21,12 @@ from typing import Any
 from fednuclei.data.tiles import SUPERVISION_LEVELS
 
 # Where a run's files live, how much hardware it gets and how long it may go on do not change
-# what it computes, so a run that differs only there resumes the same checkpoints.
-# Scoring after training does not change the rounds either.
+# what it computes, so a run that differs only there resumes the same checkpoints. Scoring after
+# training and a later stage's length do not change the rounds either; the starting model counts
+# by its content (initial_model_version), not by where it lies.
 _NOT_FINGERPRINTED = frozenset(
     {"num_server_rounds", "data_path", "checkpoint_dir", "gpu_fraction", "cpus_per_client", "round_timeout",
-     "tta", "watershed", "foreground_threshold", "contour_threshold"}
+     "tta", "watershed", "foreground_threshold", "contour_threshold", "incremental_rounds", "initial_model"}
 )
 _AT_LEAST_ONE = ("num_server_rounds", "local_epochs", "batch_size", "width", "depth", "groups", "infer_patch",
                  "cpus_per_client", "contour_width")
@@ -44,15 +45,28 @@ class RunSettings:
         method: a name of :data:`fednuclei.methods.METHODS` (checked there, where methods are declared).
         supervision: each client's label level, aligned with ``clients``: ``pixel``, ``bbox``,
             ``points`` or ``none``. Empty: every client is ``pixel``.
-        num_server_rounds: rounds in total; a resumed run continues up to this number. The
-            non-federated methods train as many blocks of ``local_epochs`` epochs.
+        join_rounds: the global round from which each client trains, aligned with ``clients``
+            (0 and 1: from the start). Empty: everyone from the start.
+        num_server_rounds: the last global round; a resumed run continues up to this number.
+            The non-federated methods train as many blocks of ``local_epochs`` epochs.
+        first_round: the global round this run starts at: 1, or the round after the finished
+            stage an incremental run continues.
+        initial_model: model file the run starts from (FedMix's second model lies beside it as
+            ``<stem>.model_2.pt``); empty: a fresh initialisation from ``seed``.
+        initial_model_version: a digest of ``initial_model``'s content, so that another starting
+            model makes another run.
+        incremental_rounds: rounds an incremental stage adds after ``num_server_rounds`` of the
+            plan, for what is new (clients that join, tiles that arrived), >= 0.
+        proximal_mu: FedProx strength towards the model the run started from (the pre-join
+            model of an incremental stage): clients add ``mu / 2 * ||w - w_start||^2`` to their
+            loss, >= 0. 0: no term.
         local_epochs: passes over a client's training patches per round.
         batch_size, lr: Adam training.
         seed: seeds the initial model and each client's shuffling in each round.
         width, depth, groups: the :class:`~fednuclei.model.unet.UNet` architecture.
         train_roots: tile-set folders, relative to ``data_path``, whose ``<root>/<client>``
             subfolders hold a client's training patches (all of them are used).
-        val_root: folder whose ``<val_root>/<client>`` holds the client's partition; its
+        val_roots: folders whose ``<root>/<client>`` subfolders hold the client's partition; their
             ``split == "val"`` tiles with pixel masks are the validation set.
         data_version: any string that changes when the data under the roots change (e.g. a hash
             of their ``tiles.json`` files). Only the fingerprint uses it: the server never sees
@@ -98,7 +112,13 @@ class RunSettings:
     clients: tuple[str, ...] = ()
     method: str = "fedavg"
     supervision: tuple[str, ...] = ()
+    join_rounds: tuple[int, ...] = ()
     num_server_rounds: int = 20
+    first_round: int = 1
+    initial_model: str = ""
+    initial_model_version: str = ""
+    incremental_rounds: int = 2
+    proximal_mu: float = 0.0
     local_epochs: int = 1
     batch_size: int = 8
     lr: float = 1e-3
@@ -108,7 +128,7 @@ class RunSettings:
     groups: int = 8
     train_roots: tuple[str, ...] = ("data/05_model_input/supervised/client_patches",
                                     "data/05_model_input/supervised/augmented_patches")
-    val_root: str = "data/04_feature/supervised/client_partitions"
+    val_roots: tuple[str, ...] = ("data/04_feature/supervised/client_partitions",)
     data_version: str = ""
     data_path: str = "."
     checkpoint_dir: str = "checkpoints"
@@ -156,6 +176,16 @@ class RunSettings:
             raise ValueError(f"infer_overlap must be in [0, 1), got {self.infer_overlap}")
         if len(set(self.clients)) != len(self.clients):
             raise ValueError(f"client names must be unique, got {list(self.clients)}")
+        if self.join_rounds and (len(self.join_rounds) != len(self.clients) or min(self.join_rounds) < 0):
+            raise ValueError(f"join_rounds must give one round >= 0 per client, in the order of {list(self.clients)}; "
+                             f"got {list(self.join_rounds)}")
+        if not 1 <= self.first_round <= self.num_server_rounds + 1:
+            raise ValueError(f"first_round must be in 1..num_server_rounds + 1 = {self.num_server_rounds + 1}, "
+                             f"got {self.first_round}")
+        if self.incremental_rounds < 0:
+            raise ValueError(f"incremental_rounds must be >= 0, got {self.incremental_rounds}")
+        if not (math.isfinite(self.proximal_mu) and self.proximal_mu >= 0):
+            raise ValueError(f"proximal_mu must be finite and >= 0, got {self.proximal_mu}")
         if self.supervision:
             if len(self.supervision) != len(self.clients):
                 raise ValueError(f"supervision names {len(self.supervision)} levels for {len(self.clients)} clients "
@@ -181,6 +211,11 @@ class RunSettings:
         """Client name -> supervision level, in the order of ``clients`` (all ``pixel`` when
         ``supervision`` is empty)."""
         return dict(zip(self.clients, self.supervision or ("pixel",) * len(self.clients)))
+
+    @property
+    def client_join_rounds(self) -> dict[str, int]:
+        """Client name -> the first global round it trains in (1 for those there from the start)."""
+        return dict(zip(self.clients, (max(k, 1) for k in self.join_rounds or (1,) * len(self.clients))))
 
     def supervision_of(self, client: str) -> str:
         """The supervision level of ``client``.
@@ -232,12 +267,14 @@ class RunSettings:
 
 
 def _typed(name: str, value: Any, kind: Any) -> Any:
-    """``value`` as the field's type: a list or tuple of strings for a tuple field, an int for a
-    float field; anything else must have the field's type already."""
+    """``value`` as the field's type: a list or tuple of the items' type for a tuple field, an int
+    for a float field; anything else must have the field's type already."""
     if typing.get_origin(kind) is tuple:
-        if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        item = typing.get_args(kind)[0]
+        if isinstance(value, (list, tuple)) and all(type(v) is item for v in value):
             return tuple(value)
-        raise ValueError(f"{name}: expected a list of strings, got {value!r}")
+        raise ValueError(f"{name}: expected a list of {'strings' if item is str else item.__name__ + 's'}, "
+                         f"got {value!r}")
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind in (int, float, str, bool) and type(value) is kind:

@@ -9,6 +9,7 @@ from fednuclei.data.partition import (
     client_partitions,
     evaluation_tiles,
     split_counts,
+    tile_generations,
 )
 from fednuclei.data.tiles import load_tile_sets, save_tile_sets
 
@@ -136,3 +137,33 @@ def test_manifest_columns(synthetic_tiles):
     assert expected <= set(manifest.columns)
     assert (manifest["n_nuclei"] > 0).all()
     assert np.array_equal(manifest["height"].unique(), [64])
+
+
+# --- data that arrives later ---------------------------------------------------------------------
+
+def test_new_tiles_form_a_new_generation_and_known_ones_keep_theirs():
+    first = tile_generations({}, ["a", "b"])
+    assert first == {"a": 1, "b": 1}
+    assert tile_generations(first, ["b", "a", "c", "d"]) == {"a": 1, "b": 1, "c": 2, "d": 2}
+    assert tile_generations(first, ["a"]) == first  # a tile that disappeared stays known
+
+
+def test_tiles_that_arrive_later_keep_the_earlier_splits_and_train_in_the_incremental_stage(synthetic_tiles):
+    clients = [{"name": "h0", "source": "synthetic", "groups": ["hospital_0", "hospital_1"], "supervision": "pixel"},
+               {"name": "late", "source": "synthetic", "groups": ["hospital_2"], "supervision": "bbox",
+                "join_round": 3}]
+    fractions = {"train": 0.6, "val": 0.2, "test": 0.2}
+    early = [t for t in synthetic_tiles if t.name[-1] in "0123" or t.group == "hospital_2"]
+    before = build_manifest(early, clients, fractions, seed=0)
+    generations = tile_generations(tile_generations({}, [t.name for t in early]), [t.name for t in synthetic_tiles])
+    after = build_manifest(synthetic_tiles, clients, fractions, seed=0, generations=generations)
+    kept = after.set_index("tile").loc[before["tile"], "split"]
+    assert list(kept) == list(before["split"])  # new data moved no tile to another split
+    new = after[after["generation"] == 2]
+    assert len(new) == 2 and set(new["client"]) == {"h0"} and new["incremental"].all()
+    assert after.loc[after["client"] == "late", "incremental"].all()  # a joiner's tiles are all incremental
+    assert not after.loc[(after["client"] == "h0") & (after["generation"] == 1), "incremental"].any()
+    first_stage = client_partitions(synthetic_tiles, after, incremental=False)
+    added = client_partitions(synthetic_tiles, after, incremental=True)
+    assert set(first_stage) == set(added) == {"h0", "late"} and first_stage["late"] == []
+    assert {t.name for t in added["h0"]} <= set(new["tile"])

@@ -63,3 +63,22 @@ def test_same_settings_share_a_folder_and_changed_settings_get_a_fresh_one(tmp_p
     assert RunStore(replace(settings, lr=0.1)).folder != store.folder
     recorded = json.loads((store.folder / "settings.json").read_text())
     assert recorded["fingerprint"] == settings.fingerprint()
+
+
+def test_a_later_stage_starts_from_its_initial_model_and_numbers_rounds_on(tmp_path, tiny_settings):
+    first = tiny_settings(tmp_path)
+    store, model = RunStore(first), build_model(first)
+    commit(store, model, 1, 0.3)
+    commit(store, model, 2, 0.6)
+    later = replace(first, first_round=3, num_server_rounds=5, initial_model=str(store.best_path),
+                    initial_model_version="round 2")
+    stage = RunStore(later)
+    assert stage.folder != store.folder and stage.last_round == 2
+    start = build_model(later)
+    assert stage.load_latest(start) == 2 and float(next(start.parameters()).flatten()[0]) == 2.0
+    with pytest.raises(ValueError, match="does not follow the finished rounds 3..2"):
+        commit(stage, start, 4, 0.1)
+    commit(stage, start, 3, 0.5)
+    resumed = build_model(later)
+    assert RunStore(later).load_latest(resumed) == 3 and float(next(resumed.parameters()).flatten()[0]) == 3.0
+    assert first_weight(stage.best_path) == (3.0, 3) and first_weight(store.best_path) == (2.0, 2)  # kept

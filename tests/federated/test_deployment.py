@@ -1,5 +1,6 @@
 """Flower's deployment runtime on one machine: a SuperLink and two SuperNodes as separate
-processes on 127.0.0.1, driven by ``flwr run <repo> <connection> --stream``.
+processes on 127.0.0.1, driven by ``flwr run <repo> <connection> --stream``; then a third SuperNode
+joins the running deployment for the incremental rounds.
 
 Each hospital is a SuperNode whose node config names the client and its data folder. Both run
 their ClientApp in Flower's default ``subprocess`` isolation: a fresh ``flwr-clientapp``
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from fednuclei.federated.checkpoint import RunStore
+from fednuclei.methods.stages import continuing_from
 from fednuclei.model.files import load_model
 from tests.sample_data import CLIENTS, tiny_settings, write_client_data
 
@@ -31,6 +34,7 @@ BIN = Path(sys.executable).parent
 CONNECTION = "local-test"
 START_TIMEOUT_S = 60
 RUN_TIMEOUT_S = 420
+JOINER = "gamma"
 
 
 def free_port() -> int:
@@ -53,14 +57,15 @@ def wait_for_port(port: int, process: subprocess.Popen, log: Path) -> None:
 
 @pytest.fixture
 def federation(tmp_path):
-    """A running SuperLink with one SuperNode per client; yields (environment, data folder).
+    """A running SuperLink with one SuperNode per client; yields (environment, data folder, a
+    function that starts one more SuperNode: a hospital joining, whose data is there too).
 
     Every process starts in its own session, so the finaliser can end it together with the
     SuperExec and app processes it spawned.
     """
     env = {**os.environ, "FLWR_HOME": str(tmp_path / "flwr_home"), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     data = tmp_path / "hospitals"
-    write_client_data(data)
+    write_client_data(data, (*CLIENTS, JOINER))
     processes: list[tuple[subprocess.Popen, Path]] = []
 
     def start(name: str, *args: str) -> tuple[subprocess.Popen, Path]:
@@ -76,16 +81,20 @@ def federation(tmp_path):
         link, link_log = start("superlink", "flower-superlink", "--insecure", "--port", str(link_port),
                                "--disable-runtime-dependency-installation")
         wait_for_port(link_port, link, link_log)
-        for client in CLIENTS:
+
+        def supernode(client: str) -> None:
             start(f"supernode-{client}", "flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{link_port}",
                   "--port", str(free_port()), "--node-config", f"client='{client}' data-path='{data}'")
+
+        for client in CLIENTS:
+            supernode(client)
         home = Path(env["FLWR_HOME"])
         home.mkdir(exist_ok=True)
         (home / "config.toml").write_text(
             f'[superlink]\ndefault = "{CONNECTION}"\n\n'
             f'[superlink.{CONNECTION}]\naddress = "127.0.0.1:{link_port}"\ninsecure = true\n'
         )
-        yield env, data
+        yield env, data, supernode
     finally:
         for process, log in processes:
             _stop(process)
@@ -109,25 +118,36 @@ def _stop(process: subprocess.Popen) -> None:
             continue
 
 
-def test_two_supernodes_train_two_fedavg_rounds(federation, tmp_path):
-    env, data = federation
-    checkpoints = tmp_path / "checkpoints"
-    settings = tiny_settings(data, checkpoint_dir=str(checkpoints))
+def flwr_run(env: dict, tmp_path: Path, settings) -> subprocess.CompletedProcess:
+    """``flwr run`` of ``settings`` (written as a settings file, without ``data_path``: each
+    SuperNode brings its own)."""
     values = settings.to_dict()
-    del values["data_path"]  # each SuperNode brings its own
-    settings_file = tmp_path / "fedavg.toml"
+    del values["data_path"]
+    settings_file = tmp_path / f"settings-{settings.fingerprint()[:8]}.toml"
     settings_file.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()))
+    return subprocess.run([str(BIN / "flwr"), "run", str(REPO), CONNECTION, "--stream", "--run-config",
+                           f"settings='{settings_file}'"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
 
-    run = subprocess.run([str(BIN / "flwr"), "run", str(REPO), CONNECTION, "--stream", "--run-config",
-                          f"settings='{settings_file}'"],
-                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+
+def test_two_supernodes_train_then_a_third_joins_for_the_incremental_rounds(federation, tmp_path):
+    env, data, supernode = federation
+    checkpoints = tmp_path / "checkpoints"
+    first = tiny_settings(data, checkpoint_dir=str(checkpoints))
+    run = flwr_run(env, tmp_path, first)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-
-    folders = list(checkpoints.glob("run-*"))
-    assert len(folders) == 1, f"no checkpoint folder; flwr run said:\n{run.stdout[-3000:]}"
-    history = json.loads((folders[0] / "history.json").read_text())
-    assert [h["round"] for h in history] == [1, 2]
+    store = RunStore(first)
+    history = store.history()
+    assert [h["round"] for h in history] == [1, 2], f"flwr run said:\n{run.stdout[-3000:]}"
     assert all(set(h["clients"]) == set(CLIENTS) for h in history)
-    model, config = load_model(folders[0] / "final.pt")
-    assert config["round"] == 2 and config["width"] == settings.width
-    assert (folders[0] / "best.pt").is_file()
+    model, config = load_model(store.final_path)
+    assert config["round"] == 2 and config["width"] == first.width
+
+    supernode(JOINER)  # a hospital joins the running deployment
+    later = continuing_from(tiny_settings(data, checkpoint_dir=str(checkpoints), clients=(*CLIENTS, JOINER),
+                                          join_rounds=(0, 0, 3), first_round=3, num_server_rounds=3), store.best_path)
+    run = flwr_run(env, tmp_path, later)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (entry,) = RunStore(later).history()
+    assert entry["round"] == 3 and entry["clients"][JOINER]["participated"] and entry["clients"][JOINER]["weight"] > 0
+    assert RunStore(first).history() == history  # the first stage's run is left as it was

@@ -12,7 +12,7 @@ from torch import nn
 from fednuclei.data.tiles import Tile, load_tile_sets, save_tile_sets
 from fednuclei.methods import client_data
 from fednuclei.methods.client_data import ClientData, load_client_data
-from fednuclei.methods.common import build_model
+from fednuclei.methods.common import LocalRound, build_model
 from fednuclei.methods.fedavg import train_supervised
 from fednuclei.methods.fedmix import (
     cross_supervision,
@@ -151,7 +151,7 @@ def test_weak_fedmix_client_trains_from_a_folder_without_masks(mixed_root, clien
     assert all(isinstance(t, MaskFreeTile) for t in tiles)
     model_1, model_2 = build_model(settings), build_model(settings, which=2)
     before_1, before_2 = ([p.detach().clone() for p in m.parameters()] for m in (model_1, model_2))
-    result = fedmix_local_training([model_1, model_2], data, settings, CPU, seed=3)
+    result = fedmix_local_training([model_1, model_2], data, settings, CPU, LocalRound(3, settings.lr))
     assert result.usable_images == 2 and math.isfinite(result.loss) and result.loss > 0
     for model, before in ((model_1, before_1), (model_2, before_2)):
         assert any(not torch.equal(p, b) for p, b in zip(model.parameters(), before))
@@ -166,7 +166,8 @@ def test_weak_fedmix_client_without_agreement_does_not_train(mixed_root):
         model_1.head.bias.fill_(-20.0)
         model_2.head.bias.fill_(20.0)
     before = [p.detach().clone() for p in model_1.parameters()]
-    result = fedmix_local_training([model_1, model_2], client(tiles, "none"), settings, CPU, seed=0)
+    result = fedmix_local_training([model_1, model_2], client(tiles, "none"), settings, CPU,
+                                   LocalRound(0, settings.lr))
     assert result.usable_images == 0 and math.isnan(result.loss) and not result.trained
     assert all(torch.equal(p, b) for p, b in zip(model_1.parameters(), before))
 
@@ -176,7 +177,7 @@ def test_pixel_fedmix_client_trains_both_models_on_ground_truth(mixed_root):
     data = load_client_data("pixel_site", mixed_root, settings)
     assert not data.weak and len(data.train) == 2 and len(data.val) == 1
     result = fedmix_local_training([build_model(settings), build_model(settings, which=2)], data, settings, CPU,
-                                   seed=0)
+                                   LocalRound(0, settings.lr))
     assert result.usable_images == 2 and result.loss > 0
 
 
@@ -187,9 +188,10 @@ def test_pixel_path_refuses_a_tile_without_masks(mixed_root):
         train_supervised(build_model(settings), client(weak_tiles, "pixel"), settings, CPU, seed=0)
     with pytest.raises(ValueError, match="has no instance labels"):
         fedmix_local_training([build_model(settings), build_model(settings, which=2)], client(weak_tiles, "pixel"),
-                              settings, CPU, seed=0)
+                              settings, CPU, LocalRound(0, settings.lr))
     with pytest.raises(ValueError, match="has no instance labels"):
-        fedst_local_training([build_model(settings)], client(weak_tiles, "pixel"), settings, CPU, seed=0)
+        fedst_local_training([build_model(settings)], client(weak_tiles, "pixel"), settings, CPU,
+                             LocalRound(0, settings.lr))
 
 
 def test_pixel_client_data_leaves_unmasked_patches_out(mixed_root):
@@ -218,7 +220,7 @@ def test_self_training_steps_on_the_confident_batch_only(mixed_root):
     model = BrightnessModel()
     before = [p.detach().clone() for p in model.parameters()]
     tiles = [mask_free(blank_tile("grey")), mask_free(blank_tile("white", value=255))]
-    result = fedst_local_training([model], client(tiles, "none"), settings, CPU, seed=0)
+    result = fedst_local_training([model], client(tiles, "none"), settings, CPU, LocalRound(0, settings.lr))
     assert result.usable_images == 1  # only the white image has a confident pixel
     assert math.isfinite(result.loss) and result.loss > 0
     assert all(torch.isfinite(p).all() for p in model.parameters())

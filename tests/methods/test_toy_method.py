@@ -13,7 +13,7 @@ from tests.sample_data import tiny_settings
 pytestmark = pytest.mark.slow
 
 
-def add_one(models, data, settings, device, seed, lr) -> LocalResult:
+def add_one(models, data, settings, device, local) -> LocalResult:
     """The toy's local training: every weight + 1, every patch usable, loss 0.5."""
     (model,) = models
     with torch.no_grad():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -138,25 +139,42 @@ def _split_units(units: list[str], fractions: dict[str, float], seed: int, clien
     return assignment
 
 
-def build_manifest(tiles: list[Tile], clients: list[dict], fractions: dict[str, float], seed: int) -> pd.DataFrame:
+def tile_generations(known: Mapping[str, int], names: Sequence[str]) -> dict[str, int]:
+    """``known`` (tile name -> the generation it first appeared in) with the names it lacks added
+    as one new generation (1 when nothing was known): new data arrives in generations."""
+    new = [name for name in names if name not in known]
+    generation = max(known.values(), default=0) + 1
+    return {**known, **dict.fromkeys(new, generation)}
+
+
+def build_manifest(tiles: list[Tile], clients: list[dict], fractions: dict[str, float], seed: int,
+                   generations: Mapping[str, int] | None = None) -> pd.DataFrame:
     """Assign tiles to clients and splits.
+
+    Tiles that arrive later (a higher generation, see :func:`tile_generations`) are split apart
+    from the earlier ones, which keep their splits: new data never moves a tile (or a patient,
+    with ``split_by: group``) from one split to another.
 
     Args:
         tiles: ingested tiles.
         clients: client configurations (see module docstring).
         fractions: ``{"train": f, "val": f, "test": f}``, non-negative, train positive.
         seed: split seed; the same seed and tiles give the same split.
+        generations: tile name -> generation (default: every tile in generation 1).
 
     Returns:
         The tile manifest: one row per tile with tile, source, organ, group, subset, client, split,
-        supervision, join_round, has_instances, label_source, n_nuclei, height, width. Official test tiles get
-        split ``external_test``; training tiles no client selects are left out (logged).
+        supervision, join_round, generation, incremental (the tile trains only in an incremental
+        stage: its client joins later, or it arrived after the first generation), has_instances,
+        label_source, n_nuclei, height, width. Official test tiles get split ``external_test``;
+        training tiles no client selects are left out (logged).
     """
     validate_clients(clients)
     if set(fractions) != set(SPLITS) or any(v < 0 for v in fractions.values()) or fractions["train"] <= 0:
         raise ClientConfigError(f"split fractions must give train > 0, val >= 0, test >= 0; got {fractions}")
     table = tiles_table(tiles)
     table["client"], table["split"], table["supervision"], table["join_round"] = "", "", "", 0
+    table["generation"] = table["tile"].map(generations or {}).fillna(1).astype(int)
     owner = pd.Series("", index=table.index)
     for client in clients:
         chosen = _select(table, client)
@@ -170,7 +188,11 @@ def build_manifest(tiles: list[Tile], clients: list[dict], fractions: dict[str, 
         owner[chosen] = client["name"]
         rows = table.loc[chosen]
         unit_column = "group" if client.get("split_by", "tile") == "group" else "tile"
-        assignment = _split_units(sorted(rows[unit_column].unique()), fractions, seed, client["name"])
+        arrival = rows.groupby(unit_column)["generation"].min()  # a unit's split is set when it first arrives
+        assignment = {}
+        for generation, units in arrival.groupby(arrival):
+            key = client["name"] if generation == 1 else f"{client['name']}#{generation}"
+            assignment |= _split_units(sorted(units.index), fractions, seed, key)
         table.loc[chosen, "client"] = client["name"]
         table.loc[chosen, "split"] = rows[unit_column].map(assignment)
         table.loc[chosen, "supervision"] = client["supervision"]
@@ -181,8 +203,9 @@ def build_manifest(tiles: list[Tile], clients: list[dict], fractions: dict[str, 
     if unused:
         logger.info("%d training tiles belong to no client and are left out: %s", len(unused), unused[:10])
     manifest = table.loc[(owner != "") | external].reset_index(drop=True)
+    manifest["incremental"] = (manifest["join_round"] > 1) | (manifest["generation"] > 1)
     columns = ["tile", "source", "organ", "group", "subset", "client", "split", "supervision", "join_round",
-               "has_instances", "label_source", "n_nuclei", "height", "width"]
+               "generation", "incremental", "has_instances", "label_source", "n_nuclei", "height", "width"]
     return manifest[columns]
 
 
@@ -202,17 +225,23 @@ def _annotate(tile: Tile, row: pd.Series) -> Tile:
     return replace(tile, client=row["client"], split=row["split"], supervision=row["supervision"])
 
 
-def client_partitions(tiles: list[Tile], manifest: pd.DataFrame, *, full_labels: bool = False) -> dict[str, list[Tile]]:
-    """Each client's train and val tiles.
+def client_partitions(tiles: list[Tile], manifest: pd.DataFrame, *, full_labels: bool = False,
+                      incremental: bool | None = None) -> dict[str, list[Tile]]:
+    """Each client's train and val tiles, every client of the manifest a key (its list may be empty).
 
     Args:
         full_labels: False: only the labels each client's supervision level allows (what the
             hospital really holds). True: every client keeps its pixel masks, the fully supervised
             reference that FedAvg, local and centralized training are measured against.
+        incremental: False: only the tiles of the first stage; True: only those an incremental
+            stage adds (the manifest's ``incremental`` column); None: all.
     """
     by_name = {t.name: t for t in tiles}
-    partitions: dict[str, list[Tile]] = {}
-    for _, row in manifest[manifest["split"].isin(["train", "val"])].iterrows():
+    partitions: dict[str, list[Tile]] = {client: [] for client in manifest["client"] if client}
+    rows = manifest[manifest["split"].isin(["train", "val"])]
+    if incremental is not None:
+        rows = rows[rows["incremental"] == incremental]
+    for _, row in rows.iterrows():
         tile = _annotate(by_name[row["tile"]], row)
         partitions.setdefault(row["client"], []).append(tile if full_labels else restrict_labels(tile, row["supervision"]))
     return partitions

@@ -91,16 +91,36 @@ class RunStore:
         """``final.<extra>.pt`` or ``best.<extra>.pt`` (``kind`` is ``final`` or ``best``)."""
         return self.folder / f"{kind}.{extra}.pt"
 
+    @property
+    def last_round(self) -> int:
+        """The last finished global round (``first_round - 1`` before any)."""
+        return self.settings.first_round - 1 + len(self.history())
+
+    def load_start(self, model: UNet, extras: Mapping[str, UNet] | None = None) -> None:
+        """Put the weights the run starts from into ``model`` (and ``extras``): those of the
+        settings' ``initial_model`` when it names one; else the models keep their initialisation."""
+        self._check_extras(extras)
+        if self.settings.initial_model:
+            start = Path(self.settings.initial_model).expanduser()
+            self._load({None: start} | {name: start.with_name(f"{start.stem}.{name}.pt") for name in self.extra_models},
+                       model, extras)
+
     def load_latest(self, model: UNet, extras: Mapping[str, UNet] | None = None) -> int:
         """Put the global weights of the last finished round into ``model`` (and the method's
-        extra models into ``extras``, by name); returns that round (0: none)."""
+        extra models into ``extras``, by name), or, before any round, those the run starts from
+        (:meth:`load_start`); returns :attr:`last_round`."""
+        if not self.history():
+            self.load_start(model, extras)
+            return self.last_round
         self._check_extras(extras)
-        finished = len(self.history())
-        if finished:
-            _load_into(model, self.round_path(finished))
-            for name, extra in (extras or {}).items():
-                _load_into(extra, self.round_path(finished, name))
-        return finished
+        self._load({name: self.round_path(self.last_round, name) for name in (None, *self.extra_models)}, model, extras)
+        return self.last_round
+
+    @staticmethod
+    def _load(paths: dict[str | None, Path], model: UNet, extras: Mapping[str, UNet] | None) -> None:
+        _load_into(model, paths[None])
+        for name, extra in (extras or {}).items():
+            _load_into(extra, paths[name])
 
     def commit_round(self, model: UNet, record: dict[str, Any], extras: Mapping[str, UNet] | None = None) -> None:
         """Make round ``record["round"]`` durable: its global model(s), then its history entry.
@@ -113,8 +133,9 @@ class RunStore:
         self._check_extras(extras)
         history = self.history()
         server_round = record["round"]
-        if server_round != len(history) + 1:
-            raise ValueError(f"round {server_round} does not follow the {len(history)} finished rounds")
+        if server_round != self.last_round + 1:
+            raise ValueError(f"round {server_round} does not follow the finished rounds {self.settings.first_round}.."
+                             f"{self.last_round}")
         config = {"method": self.settings.method, "round": server_round, "fingerprint": self.settings.fingerprint(),
                   "val_dice": record.get("val_dice")}
         for name, extra in (extras or {}).items():
@@ -135,7 +156,7 @@ class RunStore:
         history = self.history()
         if not history:
             return
-        latest, best = len(history), best_round(history)
+        latest, best = self.last_round, best_round(history)
         _copy(self.round_path(latest), self.final_path)
         _copy(self.round_path(best), self.best_path)
         keep = {self.round_path(latest).name, self.round_path(best).name}

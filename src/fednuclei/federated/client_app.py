@@ -25,11 +25,11 @@ from pathlib import Path
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from fednuclei.federated.protocol import ARRAYS, CLIENT, CONFIG, METRICS, USABLE_KEY, WEIGHT_KEY
+from fednuclei.federated.protocol import ARRAYS, CLIENT, CONFIG, METRICS, USABLE_KEY, WEIGHT_KEY, reference_key
 from fednuclei.federated.run_config import read_message_config
 from fednuclei.methods import METHODS, Method
 from fednuclei.methods.client_data import ClientData, load_client_data
-from fednuclei.methods.common import build_model, local_seed, round_lr, validation_dice
+from fednuclei.methods.common import LocalRound, build_model, local_seed, round_lr, validation_dice
 from fednuclei.model.device import pick_device
 from fednuclei.model.unet import UNet
 from fednuclei.run_settings import RunSettings
@@ -49,9 +49,12 @@ def make_client_app(methods: Mapping[str, Method]) -> ClientApp:
         settings, server_round = read_message_config(msg.content[CONFIG])
         method = methods[settings.method]
         data = _client_data(context, settings)
-        models = [_received_model(msg, settings, key) for key in (ARRAYS, *method.extra_models)]
-        result = method.local_training(models, data, settings, pick_device(),
-                                       local_seed(settings, server_round, data.name), round_lr(settings, server_round))
+        keys = (ARRAYS, *method.extra_models)
+        models = [_received_model(msg, settings, key) for key in keys]
+        references = tuple(list(_received_model(msg, settings, reference_key(key)).parameters())
+                           for key in keys if reference_key(key) in msg.content)
+        local = LocalRound(local_seed(settings, server_round, data.name), round_lr(settings, server_round), references)
+        result = method.local_training(models, data, settings, pick_device(), local)
         metrics = MetricRecord({
             # a MetricRecord value must be a number; the server reads usable 0 as "no loss"
             "train_loss": result.loss if result.trained else 0.0,
@@ -59,9 +62,8 @@ def make_client_app(methods: Mapping[str, Method]) -> ClientApp:
             USABLE_KEY: result.usable_images,
         })
         # A client that did not train sends no weights: its weight is 0 whatever they are.
-        keys = (ARRAYS, *method.extra_models) if result.trained else ()
         return _reply(msg, _client_record(data), metrics,
-                      {key: ArrayRecord(model.state_dict()) for key, model in zip(keys, models)})
+                      {key: ArrayRecord(model.state_dict()) for key, model in zip(keys, models) if result.trained})
 
     client_app.query()(query)
     client_app.evaluate()(evaluate)

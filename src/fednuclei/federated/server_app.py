@@ -55,14 +55,19 @@ def run_server(grid: Grid, settings: RunSettings) -> RunStore:
     store.tidy()  # repairs final/best after a crash between commit steps
     remaining = settings.num_server_rounds - done
     if remaining < 0:
-        raise ValueError(f"{store.folder} already holds {done} rounds, more than num_server_rounds="
-                         f"{settings.num_server_rounds}; ask for >= {done} rounds or use another checkpoint_dir")
+        raise ValueError(f"{store.folder} already holds {len(store.history())} rounds (up to round {done}), more than "
+                         f"num_server_rounds={settings.num_server_rounds}; ask for >= {done} rounds or use another "
+                         "checkpoint_dir")
     if remaining == 0:
-        logger.info("all %d rounds already finished in %s", done, store.folder)
+        logger.info("all rounds up to %d already finished in %s", done, store.folder)
         return store
-    logger.info("%s %s %s: rounds %d..%d of %d clients", "resuming" if done else "starting", settings.method,
-                store.folder, done + 1, settings.num_server_rounds, len(settings.clients))
-    strategy = MethodStrategy(store, settings, model, extras)
+    logger.info("%s %s %s: rounds %d..%d of %d clients", "resuming" if store.history() else "starting",
+                settings.method, store.folder, done + 1, settings.num_server_rounds, len(settings.clients))
+    starting = None
+    if settings.proximal_mu > 0:  # the clients' FedProx reference: the models the run started from
+        starting = [build_model(settings, which=k) for k in range(1, len(extras) + 2)]
+        store.load_start(starting[0], dict(zip(extras, starting[1:])))
+    strategy = MethodStrategy(store, settings, model, extras, starting_models=starting)
     # The settings travel with every message: clients need no run config of their own.
     strategy.start(grid=grid, initial_arrays=ArrayRecord(model.state_dict()), num_rounds=remaining,
                    timeout=settings.round_timeout, train_config=ConfigRecord(message_config(settings, 0)),

@@ -51,6 +51,10 @@ def run_federated(settings: RunSettings, num_clients: int | None = None,
                          f"{list(settings.clients)} (at least one)")
     settings = replace(settings, data_path=str(Path(settings.data_path).expanduser().resolve()),
                        checkpoint_dir=str(Path(settings.checkpoint_dir).expanduser().resolve()))
+    store = RunStore(settings)
+    if store.history() and store.last_round >= settings.num_server_rounds:
+        logger.info("all rounds up to %d already finished in %s", store.last_round, store.folder)
+        return store.best_path, store.history()
     server_app = ServerApp()
 
     @server_app.main()
@@ -59,7 +63,6 @@ def run_federated(settings: RunSettings, num_clients: int | None = None,
 
     run_simulation(server_app=server_app, client_app=make_client_app(dict(METHODS)), num_supernodes=num_clients,
                    backend_config=backend_config(settings), verbose_logging=verbose)
-    store = RunStore(settings)
     return store.best_path, store.history()
 
 

@@ -6,7 +6,9 @@
 * ``configure_train`` sends the round's global models (the main one Flower's loop carries, under
   ``arrays``, and the method's extra models under their names) to the round's participants only
   (``Method.participants``: every client for FedAvg and FedMix, pixel clients during FedST's
-  warm-up, a seeded fraction for FedRGD);
+  warm-up, a seeded fraction for FedRGD; a client whose join round has not come yet never);
+  with a FedProx strength, the models the run started from travel too, as the clients'
+  proximal reference;
 * ``aggregate_train`` turns the replies into
   :class:`~fednuclei.methods.aggregation.ClientReport` s, weighs them with
   ``Method.round_weights`` and averages every global model with those weights
@@ -30,7 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
@@ -39,7 +41,7 @@ from flwr.serverapp.strategy import FedAvg
 
 from fednuclei.federated.checkpoint import RunStore
 from fednuclei.federated.discovery import discover_clients
-from fednuclei.federated.protocol import ARRAYS, CLIENT, METRICS, USABLE_KEY, WEIGHT_KEY
+from fednuclei.federated.protocol import ARRAYS, CLIENT, METRICS, USABLE_KEY, WEIGHT_KEY, reference_key
 from fednuclei.methods import method_of
 from fednuclei.methods.aggregation import ClientReport, weighted_average
 from fednuclei.model.unet import UNet
@@ -59,10 +61,12 @@ class MethodStrategy(FedAvg):
         extras: the method's extra global models by name (FedMix: ``model_2``), likewise.
         node_clients: node id -> client name, when known; otherwise (the default) it is learnt
             with :func:`~fednuclei.federated.discovery.discover_clients` at the first round.
+        starting_models: the models the run started from, main one first (FedProx references,
+            sent every round; none: no proximal term).
     """
 
     def __init__(self, store: RunStore, settings: RunSettings, model: UNet, extras: Mapping[str, UNet] | None = None,
-                 node_clients: Mapping[int, str] | None = None):
+                 node_clients: Mapping[int, str] | None = None, starting_models: Sequence[UNet] | None = None):
         n_clients = len(settings.clients)
         super().__init__(weighted_by_key=WEIGHT_KEY, min_train_nodes=n_clients, min_evaluate_nodes=n_clients,
                          min_available_nodes=n_clients)
@@ -73,8 +77,10 @@ class MethodStrategy(FedAvg):
                              f"got {list(extras)}")
         self.store, self.settings, self.model, self.extras = store, settings, model, extras
         self.extra_arrays = {name: ArrayRecord(extra.state_dict()) for name, extra in extras.items()}
+        self.proximal_references = {reference_key(key): ArrayRecord(m.state_dict())
+                                    for key, m in zip(self.model_keys, starting_models or ())}
         self.node_clients: dict[int, str] = dict(node_clients or {})
-        self.rounds_done = len(store.history())
+        self.rounds_done = store.last_round
         self._round: dict[str, Any] = {}
         self._sent: dict[str, ArrayRecord] = {}
 
@@ -90,14 +96,15 @@ class MethodStrategy(FedAvg):
         server_round += self.rounds_done
         if set(grid.get_node_ids()) != set(self.node_clients):
             self.node_clients = discover_clients(grid, self.settings, self.settings.round_timeout)
-        chosen = set(self.method.participants(self.settings, server_round))
+        joined = self.settings.client_join_rounds
+        chosen = {name for name in self.method.participants(self.settings, server_round) if joined[name] <= server_round}
         levels = self.settings.client_supervision
         for name in self.settings.clients:
             self._round["clients"][name] = {"participated": name in chosen, "supervision": levels[name],
                                             "usable_images": 0, "train_loss": None, "weight": 0.0}
         self._sent = {ARRAYS: arrays, **self.extra_arrays}
         config["server-round"] = server_round
-        record = RecordDict({**self._sent, self.configrecord_key: config})
+        record = RecordDict({**self._sent, **self.proximal_references, self.configrecord_key: config})
         nodes = [node for node, name in self.node_clients.items() if name in chosen]
         logger.info("round %d: %s trains (%s)", server_round, self.method.name,
                     ", ".join(name for name in self.settings.clients if name in chosen))

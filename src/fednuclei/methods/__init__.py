@@ -21,7 +21,7 @@ from fednuclei.data.tiles import Tile
 from fednuclei.methods.aggregation import ClientReport, size_weights
 from fednuclei.methods.baselines import train_centralized, train_local
 from fednuclei.methods.client_data import ClientData
-from fednuclei.methods.common import LocalResult
+from fednuclei.methods.common import LocalResult, LocalRound
 from fednuclei.methods.fedavg import fedavg_local_training
 from fednuclei.methods.fedmix import fedmix_local_training, fedmix_weights
 from fednuclei.methods.fedrgd import random_participants
@@ -29,7 +29,7 @@ from fednuclei.methods.fedst import check_warmup, fedst_local_training, fedst_wa
 from fednuclei.model.unet import UNet
 from fednuclei.run_settings import RunSettings
 
-LocalTraining = Callable[[Sequence[UNet], ClientData, RunSettings, torch.device, int, float], LocalResult]
+LocalTraining = Callable[[Sequence[UNet], ClientData, RunSettings, torch.device, LocalRound], LocalResult]
 Trainer = Callable[[dict[str, list[Tile]], dict[str, list[Tile]], RunSettings, torch.device], tuple[Any, list[dict]]]
 RoundWeights = Callable[[Sequence[ClientReport], RunSettings], dict[str, float]]
 Participants = Callable[[RunSettings, int], list[str]]
@@ -54,8 +54,8 @@ class Method:
         label_view: the client data it trains on: ``full`` (every client with pixel masks, the
             fully supervised references) or ``supervised`` (what each hospital really holds).
         local_training: a federated method's client side: ``(models, client data, settings,
-            device, seed, learning rate) -> LocalResult``, training the received global models in
-            place (the main one first, then ``extra_models``).
+            device, LocalRound) -> LocalResult``, training the received global models in place
+            (the main one first, then ``extra_models``).
         trainer: a non-federated method: ``(training tiles by client, validation tiles by
             client, settings, device) -> (model or models by client, history rows)``.
         round_weights: ``(reports, settings) -> weights`` of the clients that trained in a round

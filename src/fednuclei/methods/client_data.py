@@ -69,14 +69,15 @@ class ClientData:
 
 def load_client_data(name: str, base: Path, settings: RunSettings) -> ClientData:
     """The tiles of client ``name``: its patches under ``<base>/<root>/<name>`` for every training
-    root and its validation tiles under ``<base>/<val_root>/<name>`` (see the module docstring).
+    root and its validation tiles under ``<base>/<root>/<name>`` for every validation root (see the
+    module docstring).
 
     Raises:
         FileNotFoundError: naming a missing tile-set folder.
         ValueError: a run that does not name client ``name``.
     """
     supervision = settings.supervision_of(name)
-    folders = [base / root / name for root in settings.train_roots] + [base / settings.val_root / name]
+    folders = [base / root / name for root in (*settings.train_roots, *settings.val_roots)]
     key = (name, supervision, *((folder.resolve(), _stamp(folder)) for folder in folders))
     if key not in _CLIENT_CACHE:
         _CLIENT_CACHE[key] = _read_client_data(name, base, settings, supervision)
@@ -91,7 +92,8 @@ def _read_client_data(name: str, base: Path, settings: RunSettings, supervision:
     if len(labelled) < len(train):
         logger.info("client %s: %d of %d training patches carry no pixel mask and are left out",
                     name, len(train) - len(labelled), len(train))
-    val = [t for t in cached_tiles(base / settings.val_root / name) if t.split == "val" and t.instances is not None]
+    val = [t for root in settings.val_roots for t in cached_tiles(base / root / name)
+           if t.split == "val" and t.instances is not None]
     return ClientData(name=name, train=labelled, val=val, supervision=supervision)
 
 

@@ -43,6 +43,26 @@ class LocalResult:
         return self.usable_images > 0
 
 
+@dataclass(frozen=True)
+class LocalRound:
+    """What one client trains with in one round, besides its data and the run's settings.
+
+    Attributes:
+        seed: shuffles its patches (and draws their flips and perturbations).
+        lr: the round's learning rate (:func:`round_lr`).
+        references: per global model (the main one first), the FedProx reference weights in
+            ``model.parameters()`` order, or none (no proximal term).
+    """
+
+    seed: int
+    lr: float
+    references: tuple[list[torch.Tensor] | None, ...] = ()
+
+    def reference(self, index: int) -> list[torch.Tensor] | None:
+        """The reference weights of global model ``index`` (0: the main one), or None."""
+        return self.references[index] if index < len(self.references) else None
+
+
 def build_model(settings: RunSettings, which: int = 1) -> UNet:
     """An initial global model, the same for the same ``settings.seed``.
 
@@ -82,6 +102,12 @@ def contour_weighted_loss(settings: RunSettings) -> LossFn:
     if settings.contour_weight == 1.0:
         return dice_bce_loss
     return partial(dice_bce_loss, channel_weights=(1.0, settings.contour_weight))
+
+
+def proximal(settings: RunSettings, reference: list[torch.Tensor] | None) -> dict:
+    """The FedProx arguments of :func:`~fednuclei.model.training.fit`: the reference and the
+    run's strength when there is a reference, nothing otherwise."""
+    return {"proximal_to": reference, "mu": settings.proximal_mu} if reference is not None else {}
 
 
 def validation_dice(model: torch.nn.Module, tiles: list[Tile], settings: RunSettings,

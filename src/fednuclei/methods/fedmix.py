@@ -27,7 +27,7 @@ import torch
 from fednuclei.data.tiles import Tile
 from fednuclei.methods.aggregation import ClientReport, spread_over, trained_reports
 from fednuclei.methods.client_data import ClientData
-from fednuclei.methods.common import LocalResult, contour_weighted_loss, derived_seed
+from fednuclei.methods.common import LocalResult, LocalRound, contour_weighted_loss, derived_seed, proximal
 from fednuclei.methods.fedavg import train_supervised
 from fednuclei.methods.pseudo_labels import (
     PseudoLabelRule,
@@ -133,7 +133,7 @@ def predict_foreground(model: torch.nn.Module, tiles: Sequence[Tile], batch_size
 
 
 def fedmix_local_training(models: Sequence[torch.nn.Module], data: ClientData, settings: RunSettings,
-                          device: torch.device, seed: int, lr: float | None = None) -> LocalResult:
+                          device: torch.device, local: LocalRound) -> LocalResult:
     """One FedMix round at one client: both global models trained in place.
 
     ``pixel``: both models train on the ground truth. Otherwise both predict every patch,
@@ -147,15 +147,17 @@ def fedmix_local_training(models: Sequence[torch.nn.Module], data: ClientData, s
     model_1, model_2 = models
     start = time.perf_counter()
     if data.supervision == "pixel":
-        first = train_supervised(model_1, data, settings, device, seed, lr)
-        second = train_supervised(model_2, data, settings, device, derived_seed(seed), lr)
+        first = train_supervised(model_1, data, settings, device, local.seed, local.lr, local.reference(0))
+        second = train_supervised(model_2, data, settings, device, derived_seed(local.seed), local.lr,
+                                  local.reference(1))
         return LocalResult(usable_images=first.usable_images, loss=(first.loss + second.loss) / 2,
                            seconds=time.perf_counter() - start)
     wiring = select_for_fedmix(model_1, model_2, data.train, data.supervision, settings, device)
     if not wiring.usable_images:
         return LocalResult(usable_images=0, loss=math.nan, seconds=time.perf_counter() - start)
-    first = train_on_pairs(model_1, wiring.model_1, settings, device, seed, lr)
-    second = train_on_pairs(model_2, wiring.model_2, settings, device, derived_seed(seed), lr)
+    first = train_on_pairs(model_1, wiring.model_1, settings, device, local.seed, local.lr, local.reference(0))
+    second = train_on_pairs(model_2, wiring.model_2, settings, device, derived_seed(local.seed), local.lr,
+                            local.reference(1))
     return LocalResult(usable_images=wiring.usable_images, loss=(first.loss + second.loss) / 2,
                        seconds=time.perf_counter() - start)
 
@@ -182,15 +184,17 @@ def select_for_fedmix(model_1: torch.nn.Module, model_2: torch.nn.Module, tiles:
 
 
 def train_on_pairs(model: torch.nn.Module, pairs: list[Pair], settings: RunSettings, device: torch.device,
-                   seed: int, lr: float | None = None) -> TrainResult:
+                   seed: int, lr: float | None = None, reference: list[torch.Tensor] | None = None) -> TrainResult:
     """``local_epochs`` of :func:`~fednuclei.model.training.train_epochs` on ``(image uint8
-    (H, W, 3), target (2, H, W))`` pairs, shuffled with ``seed``, at ``lr`` (default ``settings.lr``)."""
+    (H, W, 3), target (2, H, W))`` pairs, shuffled with ``seed``, at ``lr`` (default
+    ``settings.lr``), with a FedProx ``reference`` when given."""
     if not pairs:
         raise ValueError("train_on_pairs needs at least one (image, target) pair")
     images, targets = zip(*pairs)
     return train_epochs(model, TrainingPatches.of(images, targets), epochs=settings.local_epochs,
                         batch_size=settings.batch_size, lr=settings.lr if lr is None else lr, device=device, seed=seed,
-                        augment=settings.flip_rotate, loss_fn=contour_weighted_loss(settings))
+                        augment=settings.flip_rotate, loss_fn=contour_weighted_loss(settings),
+                        **proximal(settings, reference))
 
 
 def fedmix_weights(reports: Sequence[ClientReport], lam: float, beta: float) -> dict[str, float]:

@@ -23,7 +23,7 @@ import torch
 from fednuclei.data.tiles import SUPERVISION_LEVELS, Tile
 from fednuclei.methods.aggregation import ClientReport, split_by_size, spread_over, trained_reports
 from fednuclei.methods.client_data import ClientData
-from fednuclei.methods.common import LocalResult, contour_weighted_loss, derived_seed
+from fednuclei.methods.common import LocalResult, LocalRound, contour_weighted_loss, derived_seed, proximal
 from fednuclei.methods.fedavg import train_supervised
 from fednuclei.model.batches import Batch, TrainingPatches
 from fednuclei.model.device import evaluating
@@ -32,19 +32,19 @@ from fednuclei.run_settings import RunSettings
 
 
 def fedst_local_training(models: Sequence[torch.nn.Module], data: ClientData, settings: RunSettings,
-                         device: torch.device, seed: int, lr: float | None = None) -> LocalResult:
+                         device: torch.device, local: LocalRound) -> LocalResult:
     """One FedST / FedRGD round at one client: ground truth for a ``pixel`` client,
     :func:`self_train` for the others."""
     (model,) = models
     if data.supervision == "pixel":
-        return train_supervised(model, data, settings, device, seed, lr)
+        return train_supervised(model, data, settings, device, local.seed, local.lr, local.reference(0))
     if data.supervision not in SUPERVISION_LEVELS:
         raise ValueError(f"unknown supervision {data.supervision!r}; use one of {list(SUPERVISION_LEVELS)}")
-    return self_train(model, data.train, settings, device, seed, lr)
+    return self_train(model, data.train, settings, device, local.seed, local.lr, local.reference(0))
 
 
 def self_train(model: torch.nn.Module, tiles: list[Tile], settings: RunSettings, device: torch.device,
-               seed: int, lr: float | None = None) -> LocalResult:
+               seed: int, lr: float | None = None, reference: list[torch.Tensor] | None = None) -> LocalResult:
     """FedST's self-training on unlabelled patches, ``local_epochs`` passes, model trained in place.
 
     Per batch: the current model (in eval mode, no gradient) predicts the original patches;
@@ -75,7 +75,7 @@ def self_train(model: torch.nn.Module, tiles: list[Tile], settings: RunSettings,
             yield gamma_perturb(batch, sample_gamma(gammas, settings.gamma_low, settings.gamma_high)), target, valid
 
     result = fit(model, batches, epochs=settings.local_epochs, lr=settings.lr if lr is None else lr, device=device,
-                 loss_fn=contour_weighted_loss(settings))
+                 loss_fn=contour_weighted_loss(settings), **proximal(settings, reference))
     # A batch is stepped exactly when one of its images has a confident pixel, so usable > 0
     # exactly when the last epoch's loss is a number.
     usable = confident[-1]

@@ -26,6 +26,7 @@ def augment_training_tiles(partitions: dict[str, list[Tile]], augmentation: dict
 
 def draw_contact_sheet(partitions: dict[str, list[Tile]], augmented: dict[str, list[Tile]]) -> Image.Image:
     """The first training tile of every client beside its augmented copies."""
-    originals = [next(t for t in tiles if t.split == "train") for tiles in partitions.values()]
+    originals = [next(t for t in tiles if t.split == "train") for tiles in partitions.values()
+                 if any(t.split == "train" for t in tiles)]
     copies = [t for tiles in augmented.values() for t in tiles]
     return Image.fromarray(contact_sheet(originals, copies))

@@ -7,24 +7,22 @@ from fednuclei.data.partition import LABEL_VIEWS
 from ..data_processing.nodes import cut_training_patches
 from .nodes import augment_training_tiles, draw_contact_sheet
 
+# The first stage's tiles and those an incremental stage adds are augmented apart, so that new
+# data leaves the first stage's copies as they were.
+PARTS = {"": "client_partitions", "incremental_": "incremental_partitions"}
+
 
 def label_view(view: str) -> Pipeline:
-    template = Pipeline(
-        [
-            Node(
-                augment_training_tiles,
-                ["client_partitions", "params:augmentation"],
-                "augmented_partitions",
-                name="augment_training_tiles",
-            ),
-            Node(
-                cut_training_patches,
-                ["augmented_partitions", "params:patches"],
-                "augmented_patches",
-                name="cut_augmented_patches",
-            ),
-        ]
-    )
+    template = Pipeline([
+        node
+        for prefix, partitions in PARTS.items()
+        for node in (
+            Node(augment_training_tiles, [partitions, "params:augmentation"], f"{prefix}augmented_partitions",
+                 name=f"augment_{prefix}training_tiles"),
+            Node(cut_training_patches, [f"{prefix}augmented_partitions", "params:patches"], f"{prefix}augmented_patches",
+                 name=f"cut_{prefix}augmented_patches"),
+        )
+    ])
     return pipeline(template, namespace=view, parameters={"params:patches", "params:augmentation"})
 
 

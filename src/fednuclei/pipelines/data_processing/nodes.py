@@ -30,20 +30,32 @@ def ingest_tiles(raw_tiles: dict[str, list[Tile]]) -> list[Tile]:
     return tiles
 
 
-def assign_clients(tiles: list[Tile], clients: list[dict], splits: dict) -> pd.DataFrame:
-    """The tile manifest: client, split and supervision of every tile."""
+def tile_names(tiles: list[Tile]) -> list[str]:
+    """The names of the ingested tiles, for the registry of when each first appeared."""
+    return [tile.name for tile in tiles]
+
+
+def assign_clients(tiles: list[Tile], tile_registry: dict[str, int], clients: list[dict], splits: dict) -> pd.DataFrame:
+    """The tile manifest: client, split, supervision and generation of every tile."""
     fractions = {name: splits[name] for name in ("train", "val", "test")}
-    manifest = build_manifest(tiles, clients, fractions, seed=splits["seed"])
+    manifest = build_manifest(tiles, clients, fractions, seed=splits["seed"], generations=tile_registry)
     summary = manifest.groupby(["client", "split"]).size().unstack(fill_value=0)
     logger.info("Tiles per client and split:\n%s", summary.to_string())
+    new = manifest[manifest["incremental"]].groupby("client").size()
+    if len(new):
+        logger.info("Tiles an incremental stage adds (clients that join later, tiles that arrived since the first "
+                    "run):\n%s", new.to_string())
     return manifest
 
 
-def partition_clients(tiles: list[Tile], tile_manifest: pd.DataFrame, labels: str) -> dict[str, list[Tile]]:
-    """Each client's train/val tiles; ``labels`` is ``supervised`` (as configured) or ``full`` (all masks)."""
+def partition_clients(tiles: list[Tile], tile_manifest: pd.DataFrame,
+                      labels: str) -> tuple[dict[str, list[Tile]], dict[str, list[Tile]]]:
+    """Each client's train/val tiles of the first stage, and those an incremental stage adds;
+    ``labels`` is ``supervised`` (as configured) or ``full`` (all masks)."""
     if labels not in LABEL_VIEWS:
         raise ValueError(f"labels must be one of {LABEL_VIEWS}, got {labels!r}")
-    return client_partitions(tiles, tile_manifest, full_labels=labels == "full")
+    return tuple(client_partitions(tiles, tile_manifest, full_labels=labels == "full", incremental=incremental)
+                 for incremental in (False, True))
 
 
 def select_evaluation_tiles(tiles: list[Tile], tile_manifest: pd.DataFrame) -> list[Tile]:

@@ -17,6 +17,7 @@ from fednuclei.evaluation import cross_site_dice, score_tiles
 from fednuclei.federated.simulation import run_federated
 from fednuclei.methods import method_of, settings_for
 from fednuclei.methods.baselines import labelled_client_tiles
+from fednuclei.methods.stages import Client, plan_stages
 from fednuclei.metrics import summarise
 from fednuclei.model.device import pick_device
 from fednuclei.model.files import load_model
@@ -41,35 +42,72 @@ def run_settings(
     *,
     method: str,
 ) -> RunSettings:
-    """The settings of one method's run: the method's defaults, the profile's budget and the
-    method's own parameters over them, the clients that start the federation (``join_round`` 0)
-    with their supervision levels (all ``pixel`` in the ``full`` label view), and where their
-    patches and validation tiles are."""
+    """The settings of a method trained once on the first stage's data (local, centralized): the
+    method's defaults, the profile's budget and the method's own parameters over them, the
+    clients that start the federation with their supervision levels (all ``pixel`` in the
+    ``full`` label view), and where their patches and validation tiles are."""
+    values = _values(training, profiles, profile, method)
+    clients = {name: client for name, client in _clients(tile_manifest, labels).items() if client.join_round <= 1}
+    return settings_for({**values, **_data([client_patches, augmented_patches], [client_partitions]),
+                         "clients": list(clients), "supervision": [c.supervision for c in clients.values()]},
+                        where=_where(profile, method))
+
+
+def stage_settings(
+    client_patches: TileSetFolders,
+    augmented_patches: TileSetFolders,
+    client_partitions: TileSetFolders,
+    incremental_patches: TileSetFolders,
+    incremental_augmented_patches: TileSetFolders,
+    incremental_partitions: TileSetFolders,
+    tile_manifest: pd.DataFrame,
+    labels: str,
+    training: dict,
+    profiles: dict,
+    profile: str,
+    *,
+    method: str,
+) -> tuple[RunSettings, RunSettings, RunSettings]:
+    """The settings of a federated method's stages (:func:`~fednuclei.methods.stages.plan_stages`):
+    the first stage on its data, the incremental stage and the retraining from scratch on all of it."""
+    first = _data([client_patches, augmented_patches], [client_partitions])
+    everything = _data([client_patches, augmented_patches, incremental_patches, incremental_augmented_patches],
+                       [client_partitions, incremental_partitions])
+    clients = _clients(tile_manifest, labels)
+    new_tiles = bool((tile_manifest["incremental"] & (tile_manifest["join_round"] <= 1)).any())
+    try:
+        stages = plan_stages(_values(training, profiles, profile, method), clients, new_tiles, first, everything)
+    except ValueError as error:
+        raise ValueError(f"{_where(profile, method)}: {error}") from error
+    return stages.first, stages.incremental, stages.scratch
+
+
+def _values(training: dict, profiles: dict, profile: str, method: str) -> dict:
     if profile not in profiles:
         raise ValueError(f"unknown compute profile {profile!r}; profiles: {sorted(profiles)}")
-    starting = tile_manifest[(tile_manifest["join_round"] == 0) & (tile_manifest["client"] != "")]
-    levels = starting.groupby("client")["supervision"].first().sort_index()
-    roots = [client_patches.root, augmented_patches.root, client_partitions.root]
-    return settings_for({
-        **profiles[profile],
-        **training,
-        "method": method,
-        "clients": list(levels.index),
-        "supervision": ["pixel"] * len(levels) if labels == "full" else list(levels),
-        "train_roots": [str(roots[0].resolve()), str(roots[1].resolve())],
-        "val_root": str(roots[2].resolve()),
-        "data_version": data_version(roots),
-    }, where=f"parameters of profile {profile!r} and {method}.training")
+    return {**profiles[profile], **training, "method": method}
 
 
-def data_version(roots: list[Path]) -> str:
-    """A digest of every tile-set index under ``roots``: new data starts a new federated run
-    instead of resuming checkpoints trained on the old."""
+def _where(profile: str, method: str) -> str:
+    return f"parameters of profile {profile!r} and {method}.training"
+
+
+def _clients(tile_manifest: pd.DataFrame, labels: str) -> dict[str, Client]:
+    """Every client of the manifest, by name: its supervision (``pixel`` in the ``full`` view) and join round."""
+    rows = tile_manifest[tile_manifest["client"] != ""].groupby("client")[["supervision", "join_round"]].first()
+    return {name: Client("pixel" if labels == "full" else row.supervision, int(row.join_round))
+            for name, row in rows.sort_index().iterrows()}
+
+
+def _data(train: list[TileSetFolders], val: list[TileSetFolders]) -> dict:
+    """The training and validation roots, and the digest of every tile-set index under them: new
+    data starts a new federated run instead of resuming checkpoints trained on the old."""
     digest = hashlib.sha256()
-    for root in roots:
+    for root in (folders.root for folders in (*train, *val)):
         for index in sorted(Path(root).glob("*/tiles.json")):
             digest.update(index.read_bytes())
-    return digest.hexdigest()[:16]
+    return {"train_roots": [str(f.root.resolve()) for f in train], "val_roots": [str(f.root.resolve()) for f in val],
+            "data_version": digest.hexdigest()[:16]}
 
 
 def train_global_model(settings: RunSettings) -> tuple[UNet, pd.DataFrame]:
@@ -88,6 +126,11 @@ def train_local_models(settings: RunSettings) -> tuple[dict[str, UNet], pd.DataF
     models, history = method_of(settings.method).trainer(*labelled_client_tiles(settings, Path(".")), settings,
                                                          pick_device())
     return models, pd.DataFrame(history)
+
+
+def all_rounds(first: pd.DataFrame, incremental: pd.DataFrame) -> pd.DataFrame:
+    """Every round of a federated run: the first stage's, then the incremental stage's."""
+    return pd.concat([first, incremental], ignore_index=True)
 
 
 def round_metrics(history: pd.DataFrame) -> dict[str, list[dict]]:
