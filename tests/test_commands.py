@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -9,12 +11,22 @@ from fednuclei.model.files import save_model
 from fednuclei.model.unet import UNet
 
 
-@pytest.fixture
-def model_file(tmp_path):
-    torch.manual_seed(0)
-    path = tmp_path / "model.pt"
+def random_unet_file(path, seed: int):
+    """A tiny U-Net with random weights (from ``seed``), saved to ``path``."""
+    torch.manual_seed(seed)
     save_model(UNet(width=4, depth=2, groups=2), path)
     return path
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    return random_unet_file(tmp_path / "model.pt", seed=0)
+
+
+@pytest.fixture
+def blob_model_file(tmp_path):
+    """A random U-Net whose output crosses the thresholds on the synthetic tiles: it finds "nuclei"."""
+    return random_unet_file(tmp_path / "blobs.pt", seed=3)
 
 
 @pytest.fixture
@@ -58,3 +70,28 @@ def test_a_model_file_of_the_wrong_kind_is_refused(tmp_path, images, capsys):
 def test_a_missing_input_folder_is_named(tmp_path, model_file, capsys):
     assert main(["predict", "--model", str(model_file), "--input", str(tmp_path / "nope"), "--output", str(tmp_path)]) == 2
     assert f"input folder {tmp_path / 'nope'} does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore::fednuclei.data.images.DataWarning")
+def test_geojson_format_writes_one_detection_per_nucleus_of_the_label_map(tmp_path, blob_model_file, images):
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(blob_model_file), "--input", str(images), "--output", str(out),
+                 "--format", "both"]) == 0
+    for stem in ("rgb", "rgba", "gray", "photo"):
+        labels = np.asarray(Image.open(out / f"{stem}.png"))
+        features = json.loads((out / f"{stem}.geojson").read_text())["features"]
+        assert labels.max() > 0
+        assert [f["properties"]["measurements"]["Label"] for f in features] == np.unique(labels[labels > 0]).tolist()
+        for feature in features:
+            measurements = feature["properties"]["measurements"]
+            assert measurements["Area px^2"] == (labels == measurements["Label"]).sum()
+            assert 0.0 <= measurements["Foreground probability mean"] <= 1.0
+
+
+@pytest.mark.filterwarnings("ignore::fednuclei.data.images.DataWarning")
+def test_geojson_format_alone_writes_only_geojson(tmp_path, blob_model_file, images):
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(blob_model_file), "--input", str(images), "--output", str(out),
+                 "--format", "geojson"]) == 0
+    written = sorted(path.name for path in out.iterdir())
+    assert written == [f"{stem}.geojson" for stem in ("gray", "photo", "rgb", "rgba")]

@@ -2,9 +2,10 @@
 
 from kedro.config import OmegaConfigLoader
 
-from fednuclei.hooks import MethodTagHook
+from fednuclei.hooks import MethodTagHook, ReusedRunsHook
+from fednuclei.mlflow_tracking import ActiveProfileParamsHook, MlflowModelHook
 
-HOOKS = (MethodTagHook(),)
+HOOKS = (MethodTagHook(), ReusedRunsHook(), MlflowModelHook(), ActiveProfileParamsHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
