@@ -1,8 +1,14 @@
 """Small synthetic clients in the Kedro data layout (two pixel clients; three of mixed
-supervision), and run settings sized for CPU tests."""
+supervision), run settings sized for CPU tests, and bad inputs: a decompression bomb, the
+leftovers of a write killed mid-way."""
 
 from __future__ import annotations
 
+import signal
+import struct
+import subprocess
+import sys
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -100,3 +106,63 @@ def write_inked_mixed_client_data(base: Path, pixel_tiles: int = 2, weak_tiles: 
     save_tile_sets(patches, base / TRAIN_ROOT)
     save_tile_sets(partitions, base / VAL_ROOT)
     return validation
+
+
+def decompression_bomb(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header declares ``width`` x ``height`` (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+_KILLED_WRITE = """
+import sys, time
+from pathlib import Path
+from fednuclei.atomic import atomic_file, atomic_folder
+target = Path(sys.argv[1])
+with (atomic_folder if sys.argv[2] == "folder" else atomic_file)(target) as staging:
+    if staging.is_dir():
+        (staging / "half.png").write_bytes(b"x" * 1000)
+    else:
+        staging.write_bytes(b"x" * 1000)
+    print("writing", flush=True)
+    time.sleep(600)
+"""
+
+
+def killed_write(target: Path, kind: str = "folder") -> Path:
+    """What a process SIGKILLed in the middle of an atomic write of ``target`` (``kind``: ``folder``
+    or ``file``) leaves: returns its staging path, beside ``target``."""
+    before = set(target.parent.iterdir()) if target.parent.is_dir() else set()
+    writer = subprocess.Popen([sys.executable, "-c", _KILLED_WRITE, str(target), kind], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline() == "writing\n"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    (staging,) = set(target.parent.iterdir()) - before - {target}
+    return staging
+
+
+_KILLED_RUN = """
+import sys, time, mlflow
+mlflow.set_tracking_uri(sys.argv[1])
+mlflow.set_experiment("fednuclei")
+print(mlflow.start_run(tags={"project_path": sys.argv[2]}).info.run_id, flush=True)
+time.sleep(600)
+"""
+
+
+def killed_mlflow_run(store: str, project: Path) -> str:
+    """The id of the MLflow run a process SIGKILLed mid-run left in ``store``, tagged with
+    ``project`` as kedro-mlflow tags its runs: RUNNING for ever."""
+    process = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, store, str(project)], stdout=subprocess.PIPE,
+                               text=True)
+    run_id = process.stdout.readline().strip()
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return run_id

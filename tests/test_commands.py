@@ -9,6 +9,7 @@ from fednuclei.commands import main
 from fednuclei.data.images import DataWarning
 from fednuclei.model.files import save_model
 from fednuclei.model.unet import UNet
+from tests.sample_data import decompression_bomb
 
 
 def random_unet_file(path, seed: int):
@@ -58,6 +59,27 @@ def test_an_unreadable_image_is_named_and_the_others_are_still_written(tmp_path,
     assert main(["predict", "--model", str(model_file), "--input", str(images), "--output", str(out)]) == 1
     assert "broken.png" in capsys.readouterr().err
     assert (out / "rgb.png").is_file() and not (out / "broken.png").exists()
+
+
+@pytest.mark.filterwarnings("ignore::fednuclei.data.images.DataWarning")
+def test_a_decompression_bomb_is_skipped_by_name_and_the_others_are_written(tmp_path, model_file, images, capsys):
+    bomb = decompression_bomb(images / "bomb.png", 50000, 50000)
+    assert bomb.stat().st_size < 500
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(model_file), "--input", str(images), "--output", str(out)]) == 1
+    assert f"skipped {bomb}: image {bomb} declares an image too large to read" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir() if "overlay" not in p.name) == ["gray.png", "photo.png", "rgb.png",
+                                                                                 "rgba.png"]
+
+
+def test_an_output_that_is_a_file_is_refused(tmp_path, model_file, images, capsys):
+    existing = tmp_path / "results.png"
+    existing.write_bytes(b"kept")
+    assert main(["predict", "--model", str(model_file), "--input", str(images), "--output", str(existing)]) == 2
+    assert f"error: output {existing} is a file, not a folder" in capsys.readouterr().err
+    assert existing.read_bytes() == b"kept"
+    assert main(["predict", "--model", str(model_file), "--input", str(images), "--output", str(existing / "sub")]) == 2
+    assert f"error: output folder {existing / 'sub'} cannot be made: Not a directory" in capsys.readouterr().err
 
 
 def test_a_model_file_of_the_wrong_kind_is_refused(tmp_path, images, capsys):

@@ -63,12 +63,17 @@ def predict_folder(model_path: str | Path, input_dir: Path, output_dir: Path, *,
         raise ValueError(f"output format must be one of {FORMATS}, got {output_format!r}")
     if not input_dir.is_dir():
         raise FileNotFoundError(f"input folder {input_dir} does not exist")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"output {output_dir} is a file, not a folder: give a folder for the results")
     images = sorted(p for p in input_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
     if not images:
         raise FileNotFoundError(f"input folder {input_dir} holds no image ({', '.join(IMAGE_SUFFIXES)})")
     device = pick_device()
     model, _ = load_predictor(model_path, device)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"output folder {output_dir} cannot be made: {error.strerror}") from error
     failures = []
     for path in tqdm(images, desc="predicting", unit="image"):
         try:

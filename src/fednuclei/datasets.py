@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
+from kedro_datasets.partitions import PartitionedDataset
 
 from fednuclei.atomic import atomic_file, atomic_folder
 from fednuclei.data.folders import read_image_mask_folder
@@ -221,3 +222,22 @@ class ModelSetDataset(AbstractDataset[dict[str, UNet], dict[str, UNet]]):
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path)}
+
+
+class AtomicPartitionedDataset(PartitionedDataset):
+    """Kedro's ``PartitionedDataset`` on the local disk, one file per key, replaced as a whole: a
+    save writes every partition into a staging folder beside ``path`` and swaps it in
+    (:func:`~fednuclei.atomic.atomic_folder`), so a failed or killed save leaves the previous
+    partitions, and partitions absent from the new data do not survive it. Loading is
+    ``PartitionedDataset``'s (one loader per key)."""
+
+    def __init__(self, *, path: str, dataset: str | dict, filename_suffix: str = "",
+                 metadata: dict[str, Any] | None = None):
+        super().__init__(path=path, dataset=dataset, filename_suffix=filename_suffix, metadata=metadata)
+        if self._protocol not in ("file", "local"):
+            raise DatasetError(f"AtomicPartitionedDataset writes to the local disk only, not {path}")
+
+    def save(self, data: dict[str, Any]) -> None:
+        with atomic_folder(self._path) as staging:
+            PartitionedDataset(**{**self._init_args, "path": str(staging)}).save(data)
+        self._invalidate_caches()

@@ -2,14 +2,79 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import mlflow
 from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Node, Pipeline
 
+from fednuclei.atomic import remove_staging_leftovers
 from fednuclei.datasets import ModelDataset, ModelSetDataset
 from fednuclei.freshness.manifest import Manifest
 from fednuclei.freshness.signatures import unwrap
+from fednuclei.parameter_checks import check_parameters
 from fednuclei.pipeline_registry import DEFAULT_METHOD
+from fednuclei.project_lock import LOCK_FILE, ProjectLock
+
+logger = logging.getLogger(__name__)
+
+
+class ProjectLockHook:
+    """One ``kedro run`` at a time per project folder: the run takes the project's lock
+    (:mod:`fednuclei.project_lock`) before anything else and gives it back when it ends, failed or
+    not; a second run started meanwhile stops at once, naming the lock file and the PID that holds
+    it. Holding the lock, the run removes what writes of killed runs left under ``data/``
+    (:func:`fednuclei.atomic.remove_staging_leftovers`): no other process is writing there."""
+
+    def __init__(self) -> None:
+        self._lock: ProjectLock | None = None
+
+    @hook_impl(wrapper=True, tryfirst=True)  # around every other hook, kedro-mlflow's included
+    def before_pipeline_run(self, run_params: dict):
+        project = Path(run_params["project_path"])
+        self._release()  # a run of this process interrupted before its end hooks (Ctrl-C in a notebook)
+        self._lock = ProjectLock(project / LOCK_FILE).acquire()
+        try:
+            data = project / "data"
+            removed = remove_staging_leftovers(data, keep_out=(data / "01_raw",))
+            if removed:
+                logger.info("Removed %d leftovers of interrupted writes: %s", len(removed),
+                            ", ".join(str(path.relative_to(project)) for path in removed))
+            return (yield)
+        except BaseException:
+            self._release()
+            raise
+
+    @hook_impl(wrapper=True)
+    def after_pipeline_run(self):
+        try:
+            return (yield)
+        finally:
+            self._release()
+
+    @hook_impl(wrapper=True)
+    def on_pipeline_error(self):
+        try:
+            return (yield)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+class ParameterCheckHook:
+    """Checks the parameters the run's nodes read before the first node runs
+    (:func:`fednuclei.parameter_checks.check_parameters`): a bad value stops the run before
+    anything is written, with one error naming its key."""
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow's hook opens an MLflow run for the pipeline
+    def before_pipeline_run(self, pipeline: Pipeline, catalog) -> None:
+        used = {name.removeprefix("params:") for name in pipeline.inputs() if name.startswith("params:")}
+        check_parameters(catalog.load("parameters"), used)
 
 
 class MethodTagHook:

@@ -1,8 +1,12 @@
-"""Kedro glue for MLflow: each method's final model as an MLflow model, and only the active
-profile among the logged parameters.
+"""Kedro glue for MLflow: datasets whose tracking never fails a node, each method's final model
+as an MLflow model, and only the active profile among the logged parameters.
 
+* :class:`MlflowArtifactDataset`, :class:`MlflowMetricsHistoryDataset`: kedro-mlflow's datasets
+  of the same names, except that a failing tracking store does not fail the save: the real output
+  is written first, the logging failure is reported and ends the run's tracking
+  (:func:`fednuclei.mlflow_store.stop_tracking`), and the node goes on.
 * :class:`MlflowUNetDataset`: kedro-mlflow's model dataset for a U-Net
-  (:func:`fednuclei.mlflow_models.log_unet`); catalog entries ``<method>.mlflow_model``.
+  (:func:`fednuclei.mlflow_models.log_unet`), same behaviour; catalog entries ``<method>.mlflow_model``.
 * :class:`MlflowModelHook`: once ``<method>.global_model`` is saved, saves the same model to
   ``<method>.mlflow_model``, so the training template needs no node of its own for it.
 * :class:`ActiveProfileParamsHook`: kedro-mlflow logs every parameter a node reads, and the
@@ -12,18 +16,67 @@ profile among the logged parameters.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import kedro_mlflow.io.artifacts
+import kedro_mlflow.io.metrics
 import mlflow
 from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
 from kedro_mlflow.io.models import MlflowModelTrackingDataset
 
 from fednuclei.mlflow_models import load_unet, log_unet
+from fednuclei.mlflow_store import STORE_ERRORS, stop_tracking
 from fednuclei.model.unet import UNet
 
 FINAL_MODEL, MLFLOW_MODEL = "global_model", "mlflow_model"
 PROFILES, PROFILE = "params:profiles", "params:profile"
+
+
+@contextmanager
+def _store_failure_reported(dataset) -> Iterator[None]:
+    """Around a kedro-mlflow dataset's logging: without an active run (tracking off, or stopped after a
+    failure) nothing is logged; a store failure stops the run's tracking instead of failing the save."""
+    if mlflow.active_run() is None:
+        dataset._logging_activated = False  # kedro-mlflow's own switch; logging without a run would start one
+    try:
+        yield
+    except STORE_ERRORS as error:
+        dataset._logging_activated = False
+        stop_tracking(error, f"{type(dataset).__name__}({dataset._describe()})")
+
+
+class MlflowArtifactDataset(kedro_mlflow.io.artifacts.MlflowArtifactDataset):
+    """kedro-mlflow's artifact dataset (the wrapped dataset's save, then its file logged into the
+    active run), where a failing tracking store does not fail the save (see the module docstring)."""
+
+    def __new__(cls, dataset: str | dict, artifact_path: str | None = None, metadata: dict[str, Any] | None = None):
+        tracked = super().__new__(cls, dataset=dataset, artifact_path=artifact_path, metadata=metadata)
+        tracked.__class__ = _failure_reported(type(tracked))
+        return tracked
+
+
+def _failure_reported(kind: type) -> type:
+    """The class kedro-mlflow derives from the wrapped dataset's, with its save under
+    :func:`_store_failure_reported`."""
+
+    class FailureReported(kind):
+        def _save(self, data: Any) -> None:
+            with _store_failure_reported(self):
+                super()._save(data)
+
+    FailureReported.__name__ = FailureReported.__qualname__ = kind.__name__  # "Mlflow<dataset>", as kedro-mlflow's
+    return FailureReported
+
+
+class MlflowMetricsHistoryDataset(kedro_mlflow.io.metrics.MlflowMetricsHistoryDataset):
+    """kedro-mlflow's metrics dataset, where a failing tracking store does not fail the save."""
+
+    def _save(self, data: dict[str, Any]) -> None:
+        with _store_failure_reported(self):
+            super()._save(data)
 
 
 class MlflowUNetDataset(MlflowModelTrackingDataset):
@@ -40,9 +93,10 @@ class MlflowUNetDataset(MlflowModelTrackingDataset):
         super().__init__(flavor="mlflow.pytorch", save_args=save_args, load_args=load_args, metadata=metadata)
 
     def _save(self, model: UNet) -> None:
-        if self._logging_activated:  # kedro-mlflow switches it off for pipelines it does not track
-            self.model_info = log_unet(model, **self._save_args)
-            self._last_saved_model_uri = self.model_info.model_uri
+        with _store_failure_reported(self):
+            if self._logging_activated:  # kedro-mlflow switches it off for pipelines it does not track
+                self.model_info = log_unet(model, **self._save_args)
+                self._last_saved_model_uri = self.model_info.model_uri
 
     def _load(self) -> UNet:
         return load_unet(self.model_uri)[0]

@@ -2,10 +2,12 @@
 
 from kedro.config import OmegaConfigLoader
 
-from fednuclei.hooks import MethodTagHook, ReusedRunsHook
+from fednuclei.hooks import MethodTagHook, ParameterCheckHook, ProjectLockHook, ReusedRunsHook
+from fednuclei.mlflow_store import TrackingStoreHook
 from fednuclei.mlflow_tracking import ActiveProfileParamsHook, MlflowModelHook
 
-HOOKS = (MethodTagHook(), ReusedRunsHook(), MlflowModelHook(), ActiveProfileParamsHook())
+HOOKS = (ProjectLockHook(), ParameterCheckHook(), TrackingStoreHook(), MethodTagHook(), ReusedRunsHook(),
+         MlflowModelHook(), ActiveProfileParamsHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -16,6 +16,7 @@ from fednuclei.data.images import DataWarning, ImageReadError, read_mask, read_r
 from fednuclei.data.monuseg import MONUSEG_TRAIN_ORGAN_TILES, MONUSEG_TRAIN_ORGANS, read_monuseg
 from fednuclei.data.polygons import parse_monuseg_xml, parse_regions, polygon_area, rasterize_polygons
 from fednuclei.data.tnbc import read_tnbc
+from tests.sample_data import decompression_bomb
 
 REAL_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
@@ -557,23 +558,8 @@ def test_real_tnbc():
 # ---------------------------------------------------------------- size limits
 
 
-def _bomb(path: Path, width: int, height: int) -> Path:
-    """A tiny PNG whose header declares ``width`` x ``height`` (a decompression bomb)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
-    return path
-
-
 def test_decompression_bombs_and_oversized_images_are_refused_by_name(tmp_path):
-    bomb = _bomb(tmp_path / "bomb.png", 50000, 50000)
+    bomb = decompression_bomb(tmp_path / "bomb.png", 50000, 50000)
     assert bomb.stat().st_size < 500
     for read in (read_rgb, read_mask):
         with pytest.raises(ImageReadError, match=_named(bomb) + ".*too large.*2500000000 pixels"):
@@ -586,7 +572,7 @@ def test_decompression_bombs_and_oversized_images_are_refused_by_name(tmp_path):
 
 def test_a_bomb_in_a_tnbc_slide_stops_ingestion_naming_it(tmp_path):
     folder = _tnbc(tmp_path)
-    bomb = _bomb(folder / "Slide_01" / "01_9.png", 50000, 50000)
+    bomb = decompression_bomb(folder / "Slide_01" / "01_9.png", 50000, 50000)
     _save(_mask(), folder / "GT_01" / "01_9.png")
     with pytest.raises(ImageReadError, match=_named(bomb)):
         read_tnbc(folder)

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import mlflow
 import pytest
-import yaml
 from kedro.pipeline import Pipeline
 
 from fednuclei.freshness.manifest import MANIFEST_PATH
 from fednuclei.pipeline_registry import register_pipelines
 
-from .project import KedroRun, copy_project, run_kedro
+from .project import KedroRun, copy_project, run_kedro, tiny_settings
 
 
 @functools.cache
@@ -41,30 +40,12 @@ def downstream(pipeline: str, nodes: set[str]) -> set[str]:
     return {node.name for node in _pipeline(pipeline).from_nodes(*nodes).nodes}
 
 
-def _tiny_settings(conf: Path) -> None:
-    """``conf/local`` settings small enough that ``compare`` trains its seven methods in a few
-    minutes on two CPU cores: the base settings with fewer, smaller tiles, one augmented copy,
-    one round of a shallower model."""
-    catalog = yaml.safe_load((conf / "base" / "catalog.yml").read_text())
-    catalog["raw_tiles"]["sources"]["synthetic"].update(tiles_per_hospital=5, size=128)
-    parameters = {}
-    for file in sorted((conf / "base").glob("parameters*.yml")):
-        parameters.update(yaml.safe_load(file.read_text()))
-    parameters["augmentation"]["copies"] = 1
-    parameters["patches"].update(size=128, stride=128)
-    parameters["profiles"]["cpu"].update(num_server_rounds=1, incremental_rounds=0, depth=2, infer_patch=128)
-    (conf / "local").mkdir(exist_ok=True)
-    (conf / "local" / "catalog.yml").write_text(yaml.safe_dump({"raw_tiles": catalog["raw_tiles"]}))
-    (conf / "local" / "parameters.yml").write_text(yaml.safe_dump(
-        {key: parameters[key] for key in ("augmentation", "patches", "profiles")}))
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A copy of the project with tiny settings (:func:`_tiny_settings`), after one full ``kedro run
+    """A copy of the project with tiny settings (:func:`~tests.freshness.project.tiny_settings`), after one full ``kedro run
     --pipeline compare``. Calling it runs ``kedro <args>`` there and returns a :class:`KedroRun`."""
     path = copy_project(tmp_path_factory.mktemp("project"))
-    _tiny_settings(path / "conf")
+    tiny_settings(path / "conf")
 
     def kedro(*args: str) -> KedroRun:
         return run_kedro(path, *args)
@@ -149,8 +130,15 @@ def test_an_augmentation_parameter_reruns_augmentation_and_everything_downstream
 @pytest.mark.slow
 def test_a_failed_run_leaves_no_record_for_what_it_did_not_finish(project):
     before = _records(project)
-    failed = project("run", "--pipeline", "fedavg", "--params", "augmentation.seed=2,fedavg.training.local_epochs=0")
-    assert failed.returncode != 0 and "local_epochs" in failed.log
+    models = project.path / "data" / "06_models" / "fedavg"
+    models.rename(models.with_name("fedavg.kept"))
+    models.write_text("")  # a file where FedAvg's first node saves its settings: that node fails
+    try:
+        failed = project("run", "--pipeline", "fedavg", "--params", "augmentation.seed=2")
+    finally:
+        models.unlink()
+        models.with_name("fedavg.kept").rename(models)
+    assert failed.returncode != 0 and f"File exists: '{models}'" in failed.log
     after = _records(project)
     for name in readers("fedavg", "params:augmentation"):  # finished before the failure: recorded anew
         assert after[name]["params"] != before[name]["params"], name

@@ -15,6 +15,11 @@ raw_tiles:
     synthetic: {format: synthetic, n_hospitals: 1, tiles_per_hospital: 2, size: 64, seed: 0}
     clinic: {format: folder, path: data/01_raw/clinic}
 """
+# What ingestion checks against the tiles: one client of the synthetic hospital, patches that fit its tiles.
+PARAMETERS = """
+clients: [{name: hospital_0, source: synthetic, groups: [hospital_0], supervision: pixel}]
+patches: {size: 32, stride: 32}
+"""
 
 
 def _write_pairs(folder, tiles):
@@ -30,6 +35,7 @@ def test_new_raw_files_make_ingestion_stale(tmp_path):
     project = copy_project(tmp_path / "project")
     (project / "conf" / "local").mkdir(exist_ok=True)
     (project / "conf" / "local" / "catalog.yml").write_text(CATALOG)
+    (project / "conf" / "local" / "parameters.yml").write_text(PARAMETERS)
     tiles = generate_synthetic_tiles(n_hospitals=1, tiles_per_hospital=3, size=32, seed=1, nuclei_per_tile=(2, 5))
     clinic = project / "data" / "01_raw" / "clinic"
     _write_pairs(clinic, tiles[:2])

@@ -20,7 +20,7 @@ def _check(completed):
 def test_duplicate_tile_names_across_sources_are_named(synthetic_tiles):
     renamed = [replace(synthetic_tiles[1], name=synthetic_tiles[0].name)]
     with pytest.raises(ValueError, match=f"{synthetic_tiles[0].name} \\(a and b\\)"):
-        ingest_tiles({"a": synthetic_tiles[:1], "b": renamed})
+        ingest_tiles({"a": synthetic_tiles[:1], "b": renamed}, clients=[], patches={"size": 32})
 
 
 def test_raw_sources_skip_an_absent_optional_folder_and_name_a_missing_one(tmp_path):
@@ -47,21 +47,27 @@ def test_default_data_processing_and_augmentation_on_synthetic_data(kedro_projec
     assert manifest.groupby("client")["split"].value_counts().unstack()[["train", "val", "test"]].min().min() >= 1
 
     supervision_of = manifest.groupby("client")["supervision"].first()
+    # hospital_4 joins later: its tiles are in the incremental stage's part, the others' in the first
+    parts = {"client_partitions": "augmented_patches", "incremental_partitions": "incremental_augmented_patches"}
     for view in ("supervised", "full"):
-        partitions = load_tile_sets(data / "04_feature" / view / "client_partitions")
-        augmented = load_tile_sets(data / "02_augmented" / view / "client_partitions")
-        patches = load_tile_sets(data / "05_model_input" / view / "augmented_patches")
-        for client, supervision in supervision_of.items():
-            holds_masks = view == "full" or supervision == "pixel"
-            for folder in ("04_feature", "02_augmented"):
-                stored = list((data / folder / view / "client_partitions" / client / "instances").iterdir())
-                assert bool(stored) == holds_masks, (view, folder, client)
-            assert all((p.instances is not None) == holds_masks for p in patches[client])
-            assert {t.supervision for t in partitions[client]} == {supervision}
-            training = {t.name for t in partitions[client] if t.split == "train"}
-            assert len(augmented[client]) == 4 * len(training)
-            assert {t.extra["augmented_from"] for t in augmented[client]} == training
-        assert all(p.image.shape == (128, 128, 3) for tiles in patches.values() for p in tiles)
+        for part, patches_part in parts.items():
+            partitions = load_tile_sets(data / "04_feature" / view / part)
+            augmented = load_tile_sets(data / "02_augmented" / view / part)
+            patches = load_tile_sets(data / "05_model_input" / view / patches_part)
+            for client in (client for client in supervision_of.index if partitions[client]):
+                supervision = supervision_of[client]
+                holds_masks = view == "full" or supervision == "pixel"
+                for folder in ("04_feature", "02_augmented"):
+                    stored = list((data / folder / view / part / client / "instances").iterdir())
+                    assert bool(stored) == holds_masks, (view, folder, part, client)
+                assert all((p.instances is not None) == holds_masks for p in patches[client])
+                assert {t.supervision for t in partitions[client]} == {supervision}
+                training = {t.name for t in partitions[client] if t.split == "train"}
+                assert len(augmented[client]) == 4 * len(training)
+                assert {t.extra["augmented_from"] for t in augmented[client]} == training
+            assert all(p.image.shape == (128, 128, 3) for tiles in patches.values() for p in tiles)
+    assert {client for client in supervision_of.index
+            if load_tile_sets(data / "04_feature" / "full" / "incremental_partitions")[client]} == {"hospital_4"}
     assert Image.open(data / "08_reporting" / "augmentation_contact_sheet.png").mode == "RGB"
 
 

@@ -34,7 +34,7 @@ def unwrap(dataset: Any) -> Any:
 
 
 def _is_mlflow_metrics(dataset: Any) -> bool:
-    return type(dataset).__module__.startswith("kedro_mlflow.io.metrics")
+    return any(kind.__module__.startswith("kedro_mlflow.io.metrics") for kind in type(dataset).__mro__)
 
 
 def _local_path(dataset: Any) -> Path | None:

@@ -13,8 +13,10 @@ from fednuclei.data.tiles import Tile
 logger = logging.getLogger(__name__)
 
 
-def ingest_tiles(raw_tiles: dict[str, list[Tile]]) -> list[Tile]:
-    """Merge the raw sources into one tile list; a tile name may appear only once."""
+def ingest_tiles(raw_tiles: dict[str, list[Tile]], clients: list[dict], patches: dict) -> list[Tile]:
+    """Merge the raw sources into one tile list, a tile name only once, after checking that the
+    configuration fits the tiles (:func:`check_clients_fit`): this node writes first, so a
+    configuration that does not fit stops the run before anything is replaced."""
     owners: dict[str, str] = {}
     clashes = []
     for source_id, tiles in raw_tiles.items():
@@ -25,9 +27,24 @@ def ingest_tiles(raw_tiles: dict[str, list[Tile]]) -> list[Tile]:
     if clashes:
         raise ValueError(f"duplicate tile names across raw sources: {', '.join(clashes[:10])}")
     tiles = [tile for source_tiles in raw_tiles.values() for tile in source_tiles]
+    check_clients_fit(tiles, clients, patches["size"])
     exact = sum(tile.has_instances for tile in tiles)
     logger.info("Ingested %d tiles (%d with exact instances) from %s", len(tiles), exact, list(raw_tiles))
     return tiles
+
+
+def check_clients_fit(tiles: list[Tile], clients: list[dict], patch_size: int) -> None:
+    """Refuse, naming the client, a selection that matches no training tile or tiles of another
+    client (:class:`~fednuclei.data.partition.ClientConfigError`), and a tile smaller than a
+    training patch: any tile of a client may fall in its train split."""
+    selected = build_manifest(tiles, clients, {"train": 1.0, "val": 0.0, "test": 0.0}, seed=0)
+    selected = selected[selected["client"] != ""]
+    small = selected[(selected["height"] < patch_size) | (selected["width"] < patch_size)]
+    if len(small):
+        named = ", ".join(f"{row.tile} of client '{row.client}' ({row.height}x{row.width})"
+                          for row in small.head(5).itertuples())
+        raise ValueError(f"parameter patches.size ({patch_size}) is larger than {len(small)} tile(s): {named}; every "
+                         "tile of a client must hold one training patch")
 
 
 def tile_names(tiles: list[Tile]) -> list[str]:

@@ -48,7 +48,7 @@ def label_view(view: str) -> Pipeline:
 def create_pipeline(**kwargs) -> Pipeline:
     shared = Pipeline(
         [
-            Node(ingest_tiles, "raw_tiles", "tiles", name="ingest_tiles"),
+            Node(ingest_tiles, ["raw_tiles", "params:clients", "params:patches"], "tiles", name="ingest_tiles"),
             Node(tile_names, "tiles", "tile_registry", name="register_tiles"),
             Node(assign_clients, ["tiles", "tile_registry", "params:clients", "params:splits"], "tile_manifest",
                  name="assign_clients"),
