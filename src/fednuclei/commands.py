@@ -70,7 +70,8 @@ def predict_folder(model_path: str | Path, input_dir: Path, output_dir: Path, *,
     model, _ = load_predictor(model_path, device)
     output_dir.mkdir(parents=True, exist_ok=True)
     failures = []
-    for path in tqdm(images, desc="predicting", unit="image"):
+    # disable=None: a bar on a terminal, nothing in a log file
+    for path in tqdm(images, desc="predicting", unit="image", disable=None):
         try:
             image = read_rgb(path)
         except (OSError, ValueError) as error:

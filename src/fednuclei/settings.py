@@ -3,9 +3,11 @@
 from kedro.config import OmegaConfigLoader
 
 from fednuclei.hooks import MethodTagHook, ReusedRunsHook
+from fednuclei.logs import QuietLogsHook, quiet_libraries
 from fednuclei.mlflow_tracking import ActiveProfileParamsHook, MlflowModelHook
 
-HOOKS = (MethodTagHook(), ReusedRunsHook(), MlflowModelHook(), ActiveProfileParamsHook())
+quiet_libraries()
+HOOKS = (QuietLogsHook(), MethodTagHook(), ReusedRunsHook(), MlflowModelHook(), ActiveProfileParamsHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

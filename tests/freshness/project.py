@@ -13,8 +13,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 _KEPT = {"pyproject.toml", ".telemetry", "conf", "src"}
-# "<node>: fresh, skipped" or "<node>: stale: <why>", as the runner logs them (rich pads each line)
-_DECISION = re.compile(r"INFO\s+(\S+): (fresh, skipped|stale: .*?)\s{2,}\S+\.py:\d+\s*$", re.MULTILINE)
+# "<node>: fresh, skipped" or "<node>: stale: <why>", as the runner logs them at DEBUG
+_DECISION = re.compile(r"DEBUG (\S+): (fresh, skipped|stale: .*)$", re.MULTILINE)
 
 
 def copy_project(destination: Path) -> Path:
@@ -43,9 +43,8 @@ class KedroRun:
 
 
 def run_kedro(project: Path, *args: str) -> KedroRun:
-    """Run ``kedro <args>`` in ``project`` with telemetry off and one log record per line."""
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "FLWR_TELEMETRY_ENABLED": "0",
-           "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "COLUMNS": "2000",
+    """Run ``kedro <args>`` in ``project``, logging each node's freshness decision (DEBUG)."""
+    env = {**os.environ, "FEDNUCLEI_LOG_LEVEL": "DEBUG",
            "PYTHONPATH": str(project / "src")}  # the copy's code, in Flower's Ray workers too
     start = time.perf_counter()
     completed = subprocess.run([str(Path(sys.executable).with_name("kedro")), *args], cwd=project, env=env,
