@@ -11,12 +11,9 @@ from pathlib import Path
 
 import pytest
 
-# No network from tests: Flower reads this once, when flwr is first imported.
-os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-
-from fednuclei.data.synthetic import generate_synthetic_tiles  # noqa: E402
-from tests.sample_data import tiny_settings as _tiny_settings  # noqa: E402
-from tests.sample_data import write_client_data  # noqa: E402
+from fednuclei.data.synthetic import generate_synthetic_tiles
+from tests.sample_data import tiny_settings as _tiny_settings
+from tests.sample_data import write_client_data
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
@@ -47,11 +44,11 @@ def kedro_project(tmp_path):
     (tmp_path / "src").mkdir()  # Kedro insists on a source folder; the installed package is used
     for layer in ("01_raw", "02_augmented", "03_primary", "04_feature", "05_model_input", "08_reporting"):
         (tmp_path / "data" / layer).mkdir(parents=True)
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
-
-    def run(*args: str) -> subprocess.CompletedProcess:
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """``kedro <args>`` there, in this environment (or ``env``)."""
         kedro = Path(sys.executable).with_name("kedro")
-        return subprocess.run([str(kedro), *args], cwd=tmp_path, env=env, capture_output=True, text=True)
+        return subprocess.run([str(kedro), *args], cwd=tmp_path, env=os.environ if env is None else env,
+                              capture_output=True, text=True)
 
     run.path = tmp_path
     return run

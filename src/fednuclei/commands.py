@@ -75,7 +75,8 @@ def predict_folder(model_path: str | Path, input_dir: Path, output_dir: Path, *,
     except OSError as error:
         raise ValueError(f"output folder {output_dir} cannot be made: {error.strerror}") from error
     failures = []
-    for path in tqdm(images, desc="predicting", unit="image"):
+    # disable=None: a bar on a terminal, nothing in a log file
+    for path in tqdm(images, desc="predicting", unit="image", disable=None):
         try:
             image = read_rgb(path)
         except (OSError, ValueError) as error:

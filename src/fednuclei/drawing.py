@@ -73,6 +73,54 @@ def learning_curves(history: pd.DataFrame) -> plt.Figure:
     return figure
 
 
+def client_rounds(history: pd.DataFrame) -> plt.Figure:
+    """Per client over the rounds of a federated run: its share of the aggregate and the images it
+    trained on (FedMix: the weak clients' pseudo-labelled images that passed its filters), from
+    the history's ``clients.<name>.weight`` and ``clients.<name>.usable_images`` columns."""
+    figure, (weight_axis, usable_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    clients = [column.split(".")[1] for column in history if column.startswith("clients.") and column.endswith(".weight")]
+    for client in clients:
+        weight_axis.plot(history["round"], history[f"clients.{client}.weight"], marker="o", label=client)
+        usable_axis.plot(history["round"], history[f"clients.{client}.usable_images"], marker="o", label=client)
+    weight_axis.set(xlabel="round", ylabel="weight in the aggregate", title="aggregation weights", ylim=(0, 1))
+    usable_axis.set(xlabel="round", ylabel="training images used", title="usable images per client")
+    for axis in (weight_axis, usable_axis):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    usable_axis.legend(fontsize="small")
+    figure.tight_layout()
+    return figure
+
+
+def cross_site_heatmap(matrix: pd.DataFrame) -> plt.Figure:
+    """Test Dice of each client's model (rows, column ``model``) on each client's test tiles (the
+    other columns), as a heatmap with its values."""
+    scores = matrix.set_index("model")
+    figure, axis = plt.subplots(figsize=(1.2 * len(scores.columns) + 2.5, 0.8 * len(scores) + 1.8))
+    shown = axis.imshow(scores.to_numpy(float), vmin=0, vmax=1, cmap="viridis")
+    axis.set_xticks(range(len(scores.columns)), scores.columns, rotation=30, ha="right")
+    axis.set_yticks(range(len(scores)), scores.index)
+    for (row, column), value in np.ndenumerate(scores.to_numpy(float)):
+        axis.text(column, row, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.6 else "black")
+    axis.set(xlabel="test tiles of", ylabel="model of", title="cross-site test Dice (local models)")
+    figure.colorbar(shown, ax=axis, fraction=0.05)
+    figure.tight_layout()
+    return figure
+
+
+def best_and_worst(picks: Sequence[tuple[str, Tile, np.ndarray]]) -> plt.Figure:
+    """One row per ``(title, tile, predicted instances)``: the tile, its ground truth outlined and
+    the prediction outlined."""
+    figure, axes = plt.subplots(len(picks), 3, figsize=(9, 3 * len(picks)), squeeze=False)
+    for row, (title, tile, predicted) in zip(axes, picks):
+        for axis, (label, image) in zip(row, (("image", tile.image), ("ground truth", overlay(tile.image, tile.instances)),
+                                              ("prediction", overlay(tile.image, predicted)))):
+            axis.imshow(image)
+            axis.set_title(f"{title}: {label}" if label == "image" else label, fontsize="small")
+            axis.axis("off")
+    figure.tight_layout()
+    return figure
+
+
 def contact_sheet(
     originals: Sequence[Tile],
     augmented: Sequence[Tile],

@@ -63,7 +63,8 @@ def score_tiles(
     pool = ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) if workers > 1 else None
     try:
         pending = []
-        for tile in tqdm(tiles, desc="scoring tiles", unit="tile", leave=False):
+        # disable=None: a bar on a terminal, nothing in a log file
+        for tile in tqdm(tiles, desc="scoring tiles", unit="tile", leave=False, disable=None):
             probs = predict_probabilities(model_for(tile), tile.image, patch=patch, overlap=overlap, device=device,
                                           tta=tta)
             arguments = (probs, tile.instances, tile.has_instances, postprocess)

@@ -26,7 +26,8 @@ from fednuclei.data.tiles import SUPERVISION_LEVELS
 # by its content (initial_model_version), not by where it lies.
 _NOT_FINGERPRINTED = frozenset(
     {"num_server_rounds", "data_path", "checkpoint_dir", "gpu_fraction", "cpus_per_client", "round_timeout",
-     "tta", "watershed", "foreground_threshold", "contour_threshold", "incremental_rounds", "initial_model"}
+     "tta", "watershed", "foreground_threshold", "contour_threshold", "incremental_rounds", "initial_model", "quorum",
+     "dp_delta"}
 )
 _AT_LEAST_ONE = ("num_server_rounds", "local_epochs", "batch_size", "width", "depth", "groups", "infer_patch",
                  "cpus_per_client", "contour_width")
@@ -91,7 +92,17 @@ class RunSettings:
         foreground_threshold, contour_threshold: probability thresholds of the watershed, in (0, 1).
         gpu_fraction: GPU share of one simulated client when CUDA is available, in [0, 1].
         cpus_per_client: CPU cores of one simulated client.
-        round_timeout: seconds the server waits for the replies of one round.
+        round_timeout: seconds the server waits at most for the replies of one round; once rounds
+            have been timed, a stage waits :data:`~fednuclei.federated.pacing.WAIT_FACTOR` times its
+            longest so far (at least a minute), so a hung client is cut sooner.
+        quorum: fraction of the clients asked in a round that must complete it (train, validate)
+            for the run to go on, in (0, 1]; the others' failures are recorded. 1: every client.
+        dp_noise_multiplier: central differential privacy (FedAvg only): Gaussian noise of
+            standard deviation ``dp_noise_multiplier * dp_clipping_norm / clients`` on the
+            average of the clients' updates, each clipped to L2 norm ``dp_clipping_norm``; the
+            clients' weights are equal. 0: off.
+        dp_clipping_norm: the L2 bound of one client's update under central DP, > 0 when it is on.
+        dp_delta: the delta at which the privacy spent is reported as epsilon, in (0, 1).
         tau: (FedMix, Wicaksana et al., IEEE TMI 2023) minimum Dice between the two models'
             binarised predictions for an image of a weak client to be pseudo-labelled, in [0, 1].
         lam, beta: (FedMix) adaptive aggregation, ``w_i ~ d_i + lam * s_i`` with
@@ -145,6 +156,10 @@ class RunSettings:
     gpu_fraction: float = 0.25
     cpus_per_client: int = 1
     round_timeout: float = 3600.0
+    quorum: float = 1.0
+    dp_noise_multiplier: float = 0.0
+    dp_clipping_norm: float = 0.0
+    dp_delta: float = 1e-5
     tau: float = 0.9
     lam: float = 10.0
     beta: float = 3.0
@@ -205,6 +220,19 @@ class RunSettings:
             raise ValueError(f"need 0 < gamma_low <= gamma_high, got {self.gamma_low}, {self.gamma_high}")
         if not 0.0 < self.participation <= 1.0:
             raise ValueError(f"participation must be in (0, 1], got {self.participation}")
+        if not 0.0 < self.quorum <= 1.0:
+            raise ValueError(f"quorum must be in (0, 1], got {self.quorum}")
+        self._check_privacy()
+
+    def _check_privacy(self) -> None:
+        for name in ("dp_noise_multiplier", "dp_clipping_norm"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {getattr(self, name)}")
+        if self.dp_noise_multiplier > 0 and self.dp_clipping_norm == 0:
+            raise ValueError("central DP (dp_noise_multiplier > 0) needs dp_clipping_norm > 0, the bound of one "
+                             "client's update")
+        if not 0.0 < self.dp_delta < 1.0:
+            raise ValueError(f"dp_delta must be in (0, 1), got {self.dp_delta}")
 
     @property
     def client_supervision(self) -> dict[str, str]:

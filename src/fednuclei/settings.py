@@ -3,11 +3,13 @@
 from kedro.config import OmegaConfigLoader
 
 from fednuclei.hooks import MethodTagHook, ParameterCheckHook, ProjectLockHook, ReusedRunsHook
+from fednuclei.logs import QuietLogsHook, quiet_libraries
 from fednuclei.mlflow_store import TrackingStoreHook
 from fednuclei.mlflow_tracking import ActiveProfileParamsHook, MlflowModelHook
 
-HOOKS = (ProjectLockHook(), ParameterCheckHook(), TrackingStoreHook(), MethodTagHook(), ReusedRunsHook(),
-         MlflowModelHook(), ActiveProfileParamsHook())
+quiet_libraries()
+HOOKS = (QuietLogsHook(), ProjectLockHook(), ParameterCheckHook(), TrackingStoreHook(), MethodTagHook(),
+         ReusedRunsHook(), MlflowModelHook(), ActiveProfileParamsHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

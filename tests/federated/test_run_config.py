@@ -8,11 +8,13 @@ import tomli
 from flwr.app import ConfigRecord
 
 from fednuclei.federated.run_config import (
+    CLIENT_FIELDS,
     DEPLOYMENT_KEYS,
-    message_config,
-    read_message_config,
+    client_config,
+    read_client_config,
     settings_from_run_config,
 )
+from fednuclei.methods.common import round_lr
 from fednuclei.run_settings import RunSettings
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
@@ -58,7 +60,21 @@ def test_unknown_run_config_keys_and_missing_files_are_refused(tmp_path):
         settings_from_run_config({"settings": str(tmp_path / "absent.toml")})
 
 
-def test_message_config_round_trips_through_a_config_record():
-    settings = RunSettings(clients=("a", "b"), supervision=("pixel", "none"), method="fedmix", tau=0.7)
-    record = ConfigRecord(message_config(settings, 3))
-    assert read_message_config(dict(record)) == (settings, 3)
+def test_a_client_config_carries_its_own_name_and_level_and_the_rounds_training_settings_only():
+    settings = RunSettings(clients=("a", "b"), supervision=("pixel", "bbox"), method="fedmix", tau=0.7,
+                           lr_schedule="cosine", num_server_rounds=4, data_path="/server/data",
+                           checkpoint_dir="/server/checkpoints", data_version="abc123")
+    config = dict(ConfigRecord(client_config(settings, 3, "b")))
+    assert set(config) == {*CLIENT_FIELDS, "client", "supervision", "server-round"}
+    assert (config["client"], config["supervision"], config["lr"]) == ("b", "bbox", round_lr(settings, 3))
+    received, server_round = read_client_config(config, data_path="/hospital", train_roots=("p",), val_roots=("v",))
+    assert server_round == 3 and received.clients == ("b",) and received.supervision_of("b") == "bbox"
+    assert (received.method, received.tau, received.data_path, received.train_roots) == ("fedmix", 0.7, "/hospital",
+                                                                                          ("p",))
+    assert round_lr(received, 3) == round_lr(settings, 3)  # the schedule stays on the server, its value travels
+
+
+def test_a_client_refuses_config_keys_beyond_what_clients_receive():
+    config = client_config(RunSettings(clients=("a",)), 1, "a")
+    with pytest.raises(ValueError, match=r"unexpected keys \['data_path'\]"):
+        read_client_config({**config, "data_path": "/server"})

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MessageType, MetricRecord, RecordDict
+from flwr.common.constant import ErrorCode
 
 from fednuclei.federated.checkpoint import RunStore
 from fednuclei.federated.discovery import discover_clients
 from fednuclei.federated.server_app import run_server
-from fednuclei.federated.strategy import MethodStrategy
+from fednuclei.federated.strategy import MethodStrategy, RoundFailed
 from fednuclei.methods import settings_for as method_settings
 from fednuclei.methods.common import build_model
 from fednuclei.methods.fedrgd import random_participants
@@ -100,18 +101,43 @@ def test_clients_without_examples_do_not_count(fedavg):
     np.testing.assert_array_equal(new["w"].numpy(), arrays(1.0)["w"])
     assert fedavg._round["clients"]["b"]["train_loss"] is None
     # No client with validation masks: no average at all, rather than a division by zero.
-    evaluation = Message(RecordDict({"metrics": MetricRecord({"val_dice": 0.0, "num-examples": 0}),
-                                     "client": ConfigRecord({"name": "b"})}), reply_to=sent["b"])
-    assert fedavg.aggregate_evaluate(1, [evaluation]) is None
+    asked = fedavg.configure_evaluate(1, record(arrays(1.0)), ConfigRecord(), NodeList(fedavg.node_clients))
+    evaluations = [Message(RecordDict({"metrics": MetricRecord({"val_dice": 0.0, "num-examples": 0}),
+                                       "client": ConfigRecord({"name": fedavg.node_clients[m.metadata.dst_node_id]})}),
+                           reply_to=m) for m in asked]
+    assert fedavg.aggregate_evaluate(1, evaluations) is None
 
 
-def test_a_round_where_every_client_failed_stops_the_run(fedavg):
+def raised(sent: Message, reason: str, code: int = ErrorCode.CLIENT_APP_RAISED_EXCEPTION) -> Message:
+    return Message(Error(code=code, reason=reason), reply_to=sent)
+
+
+def test_a_round_below_the_quorum_stops_the_run_naming_the_failed_clients_and_their_errors(fedavg):
     sent = sent_by_client(fedavg)
-    failed = Message(Error(code=0, reason="FileNotFoundError: no tile set at /x/alpha"), reply_to=sent["a"])
-    with pytest.raises(RuntimeError, match="round 1: no client completed train: .*no tile set"):
-        fedavg.aggregate_train(1, [failed])
-    with pytest.raises(RuntimeError, match="no reply before the timeout"):
-        fedavg.aggregate_evaluate(1, [])
+    replies = [raised(sent["a"], "ImageReadError"), train_reply(sent["b"], "b", 4, 0.5, arrays=arrays(1.0))]
+    with pytest.raises(RoundFailed, match=r"round 1: 2 of 3 clients failed to train: a \(ImageReadError\), "
+                                          r"c \(no reply in time\); at least 3 must succeed"):
+        fedavg.aggregate_train(1, replies)
+
+
+def test_failures_within_the_quorum_are_recorded_by_kind_without_their_text(tmp_path, task_identity):
+    settings = settings_for(tmp_path, method="fedavg", supervision=(), quorum=0.6)
+    strategy = strategy_for(settings, {1: "a", 2: "b", 3: "c"})
+    sent = sent_by_client(strategy)
+    # a client app without the project's mod sends its exception's text: only Flower's code name is kept
+    replies = [raised(sent["a"], "FileNotFoundError: no tile set at /x/alpha", code=ErrorCode.UNKNOWN),
+               train_reply(sent["b"], "b", 4, 0.5, arrays=arrays(1.0)), train_reply(sent["c"], "c", 4, 0.5,
+                                                                                    arrays=arrays(3.0))]
+    new, _ = strategy.aggregate_train(1, replies)
+    np.testing.assert_allclose(new["w"].numpy(), arrays(2.0)["w"])
+    assert strategy._round["failures"] == {"a": "train: unknown"}
+    assert strategy._round["clients"]["a"]["error"] == "unknown" and "/x/alpha" not in str(strategy._round)
+    with pytest.raises(RoundFailed, match=r"2 of 3 clients failed to evaluate: a \(no reply in time\), "
+                                          r"b \(no reply in time\); at least 2"):
+        asked = strategy.configure_evaluate(1, record(arrays(1.0)), ConfigRecord(), NodeList(strategy.node_clients))
+        strategy.aggregate_evaluate(1, [Message(RecordDict({
+            "metrics": MetricRecord({"val_dice": 0.5, "num-examples": 1}), "client": ConfigRecord({"name": "c"})}),
+            reply_to=next(m for m in asked if m.metadata.dst_node_id == 3))])
 
 
 def test_round_numbers_continue_after_finished_rounds(fedavg):

@@ -16,8 +16,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 _KEPT = {"pyproject.toml", ".telemetry", "conf", "src"}
-# "<node>: fresh, skipped" or "<node>: stale: <why>", as the runner logs them (rich pads each line)
-_DECISION = re.compile(r"INFO\s+(\S+): (fresh, skipped|stale: .*?)\s{2,}\S+\.py:\d+\s*$", re.MULTILINE)
+# "<node>: fresh, skipped" or "<node>: stale: <why>", as the runner logs them at DEBUG
+_DECISION = re.compile(r"DEBUG (\S+): (fresh, skipped|stale: .*)$", re.MULTILINE)
 
 
 def copy_project(destination: Path) -> Path:
@@ -46,9 +46,8 @@ class KedroRun:
 
 
 def kedro_environment(project: Path) -> dict[str, str]:
-    """The environment of a ``kedro`` command in ``project``: telemetry off, one log record per line."""
-    return {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "FLWR_TELEMETRY_ENABLED": "0",
-            "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "COLUMNS": "2000",
+    """The environment of a ``kedro`` command in ``project``: each node's freshness decision logged (DEBUG)."""
+    return {**os.environ, "FEDNUCLEI_LOG_LEVEL": "DEBUG",
             "PYTHONPATH": str(project / "src")}  # the copy's code, in Flower's Ray workers too
 
 

@@ -114,7 +114,7 @@ def test_changed_input_file_or_output_settings_make_their_nodes_stale(project):
 
 def test_a_memory_dataset_never_counts_as_fresh(project, caplog):
     assert project(middle="in_memory") == ["add_up", "count", "double", "report"]
-    with caplog.at_level("INFO", logger="fednuclei.freshness"):
+    with caplog.at_level("DEBUG", logger="fednuclei.freshness"):
         assert project(middle="in_memory") == ["add_up", "double", "report"]
     assert "double: stale: output in_memory is held in memory only" in caplog.text
     assert "count: fresh, skipped" in caplog.text

@@ -34,7 +34,8 @@ import numpy as np
 from PIL import Image
 from skimage.measure import label as _label
 
-__all__ = ["DataWarning", "ImageReadError", "read_rgb", "read_mask", "read_instance_map", "instances_from_mask",
+__all__ = ["DataWarning", "ImageReadError", "load_image", "read_rgb", "read_mask", "read_instance_map",
+           "instances_from_mask",
            "MASK_CONNECTIVITY", "MAX_PIXELS"]
 
 #: Connectivity used to split a binary mask into nuclei: 1 = 4-connectivity (edge neighbours).
@@ -85,7 +86,7 @@ def _bits_per_sample(im: Image.Image, rawmodes: list[str]) -> int:
     return 8
 
 
-def _load(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, int]:
+def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, int]:
     """Open and fully decode ``path`` unless its header declares more than ``max_pixels``; return
     the image and its bits per sample."""
     path = Path(path)
@@ -131,7 +132,7 @@ def read_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarra
         DataWarning: grayscale input (replicated to RGB) or 16-bit input (rescaled), naming the file.
     """
     path = Path(path)
-    im, bits = _load(path, max_pixels)
+    im, bits = load_image(path, max_pixels)
     mode = im.mode
     if mode in ("I", "F") or mode.startswith("I;16"):
         if mode == "F":
@@ -176,7 +177,7 @@ def read_mask(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarr
             (a colour-coded mask, whose nuclei would be partly lost), naming the file.
     """
     path = Path(path)
-    im, _ = _load(path, max_pixels)
+    im, _ = load_image(path, max_pixels)
     mode = im.mode
     if mode in ("1", "L", "P", "I") or mode.startswith("I;16"):
         array = np.asarray(im)
@@ -208,7 +209,7 @@ def read_instance_map(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> 
             labels, or is an 8-bit map that may have overflowed.
     """
     path = Path(path)
-    im, _ = _load(path, max_pixels)
+    im, _ = load_image(path, max_pixels)
     mode = im.mode
     if mode == "F" or mode in ("RGB", "RGBA", "RGBX", "LA", "CMYK", "YCbCr") or mode == "1":
         kind = {"F": "floating-point values", "1": "one bit per pixel (a binary mask)"}.get(

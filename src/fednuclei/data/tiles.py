@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from fednuclei.atomic import atomic_folder
+from fednuclei.data.images import load_image
 from fednuclei.data.weak_labels import boxes_from_instances, points_from_instances
 
 SUPERVISION_LEVELS = ("pixel", "bbox", "points", "none")
@@ -179,7 +180,12 @@ def load_tile_sets(folder: str | os.PathLike) -> TileSetFolders:
 
 
 def load_tiles(folder: str | os.PathLike) -> list[Tile]:
-    """Read a tile set written by :func:`save_tiles`."""
+    """Read a tile set written by :func:`save_tiles`.
+
+    Raises:
+        FileNotFoundError: no ``tiles.json``, or a file it lists is missing.
+        ImageReadError: a truncated or corrupt image, named.
+    """
     folder = Path(folder)
     index = folder / "tiles.json"
     if not index.is_file():
@@ -187,10 +193,10 @@ def load_tiles(folder: str | os.PathLike) -> list[Tile]:
     tiles = []
     for record in json.loads(index.read_text()):
         name = record["name"]
-        image = np.asarray(Image.open(folder / "images" / f"{name}.png").convert("RGB"))
+        image = np.asarray(load_image(folder / "images" / f"{name}.png")[0].convert("RGB"))
         instances = None
         if record["stored_instances"]:
-            instances = np.asarray(Image.open(folder / "instances" / f"{name}.png")).astype(np.int32)
+            instances = np.asarray(load_image(folder / "instances" / f"{name}.png")[0]).astype(np.int32)
         boxes = None if record["boxes"] is None else np.asarray(record["boxes"], np.float32).reshape(-1, 4)
         points = None if record["points"] is None else np.asarray(record["points"], np.float32).reshape(-1, 2)
         meta = {k: record[k] for k in _META_FIELDS}

@@ -1,6 +1,8 @@
-"""Federated training on Flower: settings, the ClientApp and ServerApp, resumable strategies
-(FedAvg in ``strategy``, FedMix/FedST/FedRGD in ``strategies``), their client-side training
-(``local_training``, on top of ``pseudo_labels``), and the simulation driver.
+"""Federated training on Flower: the ClientApp (``client_app``) and ServerApp (``server_app``), one
+strategy for every federated method (``strategy``), which node plays which client
+(``discovery``), the rounds' checkpoints (``checkpoint``), how long the server waits
+(``pacing``), central differential privacy (``privacy``), progress lines (``progress``), what
+messages carry (``protocol``, ``run_config``) and the simulation driver (``simulation``).
 
 Modules stay import-light on purpose: a SuperNode imports ``client_app`` only.
 """

@@ -170,10 +170,16 @@ class RunStore:
 
 
 def best_round(history: list[dict[str, Any]]) -> int:
-    """The round with the highest validation Dice (the earliest of ties); the latest round when no
-    round has one (no client holds validation masks)."""
-    scored = [(entry["val_dice"], -entry["round"]) for entry in history if entry.get("val_dice") is not None]
-    return -max(scored)[1] if scored else history[-1]["round"]
+    """The round with the highest validation Dice (the earliest of ties), among the rounds
+    validated by the same clients as the latest round validated by the most: a round some client
+    failed to validate is not compared with the others. The latest round when no round has a
+    validation Dice (no client holds validation masks)."""
+    scored = [entry for entry in history if entry.get("val_dice") is not None]
+    if not scored:
+        return history[-1]["round"]
+    validators = [frozenset(entry.get("val_clients") or ()) for entry in scored]
+    widest = max(reversed(validators), key=len)
+    return -max((entry["val_dice"], -entry["round"]) for entry, who in zip(scored, validators) if who == widest)[1]
 
 
 def write_json(path: Path, payload: Any) -> None:

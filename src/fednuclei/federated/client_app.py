@@ -1,32 +1,40 @@
 """fednuclei ClientApp: one hospital's local training and validation, for every federated method.
 
-The run settings arrive with every message (:mod:`fednuclei.federated.run_config`), so this app
-reads nothing from its own run config: simulation and deployment behave the same. Which hospital
-this node is comes from its node config:
+A message tells a client only how to train in this round, who it is and its supervision level
+(:func:`~fednuclei.federated.run_config.client_config`). Where its data lie is the node's own
+knowledge, a :class:`ClientSite`:
 
-* simulation: Flower gives each virtual SuperNode a ``partition-id``; it indexes the run's
-  client list, and the data roots resolve against the run's ``data_path``;
+* simulation: the site is bound into the app (:func:`make_client_app`); Flower gives each virtual
+  SuperNode a ``partition-id``, which indexes the site's client list;
 * deployment: the hospital starts its SuperNode with
   ``--node-config "client='breast' data-path='/srv/fednuclei'"``: its own name and the project
-  folder holding its data, which never leaves the site.
+  folder holding its data, which never leaves the site (``train-roots`` and ``val-roots``,
+  comma-separated, when its tile folders are not the project's defaults).
 
-Training calls the ``local_training`` of the run's method (:data:`fednuclei.methods.METHODS`) on
-the received global models. Replies carry the trained weights (none from a client that did not
+Training calls the ``local_training`` of the method (:data:`fednuclei.methods.METHODS`) on the
+received global models. Replies carry the trained weights (none from a client that did not
 train), a ``MetricRecord`` (loss, seconds, usable images) and a ``ConfigRecord`` ``client``
 naming the hospital and its supervision; record keys are in :mod:`fednuclei.federated.protocol`.
 A ``query`` message answers who this node is (see :mod:`fednuclei.federated.discovery`).
+
+A handler's exception reaches the server as its class name only (:func:`errors_without_data`):
+the message, which may name files and tiles, stays in the node's own log.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import ClientAppCallable
+from flwr.common.constant import ErrorCode
 
 from fednuclei.federated.protocol import ARRAYS, CLIENT, CONFIG, METRICS, USABLE_KEY, WEIGHT_KEY, reference_key
-from fednuclei.federated.run_config import read_message_config
+from fednuclei.federated.run_config import read_client_config
 from fednuclei.methods import METHODS, Method
 from fednuclei.methods.client_data import ClientData, load_client_data
 from fednuclei.methods.common import LocalRound, build_model, local_seed, round_lr, validation_dice
@@ -34,21 +42,78 @@ from fednuclei.model.device import pick_device
 from fednuclei.model.unet import UNet
 from fednuclei.run_settings import RunSettings
 
+logger = logging.getLogger(__name__)
 
-def make_client_app(methods: Mapping[str, Method]) -> ClientApp:
-    """A ClientApp that trains with the methods of ``methods`` (by the name the settings give).
 
-    The deployed app (:data:`app`) uses :data:`~fednuclei.methods.METHODS`; the simulation binds
-    its own copy, which travels to the simulated clients with the app.
+@dataclass(frozen=True)
+class ClientSite:
+    """What a node knows and the server never sends: where its data lie and, in simulation, the
+    client each ``partition-id`` plays.
+
+    Attributes:
+        data_path: the folder the roots resolve against.
+        train_roots, val_roots: as in :class:`~fednuclei.run_settings.RunSettings`.
+        clients: the run's clients, in partition order (simulation only).
     """
-    client_app = ClientApp()
+
+    data_path: str = RunSettings.data_path
+    train_roots: tuple[str, ...] = RunSettings.train_roots
+    val_roots: tuple[str, ...] = RunSettings.val_roots
+    clients: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, settings: RunSettings) -> ClientSite:
+        """The site of every simulated client of ``settings``."""
+        return cls(settings.data_path, settings.train_roots, settings.val_roots, settings.clients)
+
+    def for_node(self, node_config: Mapping[str, object]) -> tuple[str, ClientSite]:
+        """The client this node plays and its site, from its node config (see the module docstring).
+
+        Raises:
+            ValueError: the node config has neither ``client`` nor a usable ``partition-id``.
+        """
+        if "client" in node_config:
+            name = str(node_config["client"])
+        elif "partition-id" in node_config:
+            index = int(node_config["partition-id"])
+            if not 0 <= index < len(self.clients):
+                raise ValueError(f"partition-id {index} has no client: the simulation has {len(self.clients)} "
+                                 f"clients {list(self.clients)}")
+            name = self.clients[index]
+        else:
+            raise ValueError("node config must give client='<name>' (deployment) or partition-id (simulation); "
+                             f"got {dict(node_config)}")
+        roots = {field: tuple(str(node_config[key]).split(",")) for field, key in
+                 (("train_roots", "train-roots"), ("val_roots", "val-roots")) if key in node_config}
+        return name, replace(self, data_path=str(node_config.get("data-path", self.data_path)), **roots)
+
+
+def errors_without_data(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """Flower mod: a handler's exception goes to this node's log in full, and to the server as an
+    error whose reason is the exception's class name, which names no file, tile or path."""
+    try:
+        return call_next(msg, context)
+    except Exception as error:  # noqa: BLE001 - every failure becomes an error reply
+        logger.exception("this node failed to handle a %s message", msg.metadata.message_type)
+        return Message(Error(ErrorCode.CLIENT_APP_RAISED_EXCEPTION, type(error).__name__), reply_to=msg)
+
+
+def make_client_app(methods: Mapping[str, Method], site: ClientSite | None = None) -> ClientApp:
+    """A ClientApp that trains with the methods of ``methods`` (by the name messages give).
+
+    The deployed app (:data:`app`) uses :data:`~fednuclei.methods.METHODS` and learns its site
+    from its node config; the simulation binds its own copy of the table and the run's site,
+    which travel to the simulated clients with the app.
+    """
+    site = site or ClientSite()
+    client_app = ClientApp(mods=[errors_without_data])
 
     @client_app.train()
     def train(msg: Message, context: Context) -> Message:
         """Train the received global model(s) on this client's patches for ``local_epochs``."""
-        settings, server_round = read_message_config(msg.content[CONFIG])
+        settings, server_round = _settings(msg, context, site)
         method = methods[settings.method]
-        data = _client_data(context, settings)
+        data = _client_data(settings)
         keys = (ARRAYS, *method.extra_models)
         models = [_received_model(msg, settings, key) for key in keys]
         references = tuple(list(_received_model(msg, settings, reference_key(key)).parameters())
@@ -65,54 +130,42 @@ def make_client_app(methods: Mapping[str, Method]) -> ClientApp:
         return _reply(msg, _client_record(data), metrics,
                       {key: ArrayRecord(model.state_dict()) for key, model in zip(keys, models) if result.trained})
 
-    client_app.query()(query)
-    client_app.evaluate()(evaluate)
+    @client_app.query()
+    def query(msg: Message, context: Context) -> Message:
+        """Who this node is: ``client`` = {name}, from its node config. Reads no data."""
+        name, _ = site.for_node(context.node_config)
+        return Message(content=RecordDict({CLIENT: ConfigRecord({"name": name})}), reply_to=msg)
+
+    @client_app.evaluate()
+    def evaluate(msg: Message, context: Context) -> Message:
+        """Mean pixel Dice of the received global model on this client's validation tiles."""
+        settings, _ = _settings(msg, context, site)
+        data = _client_data(settings)
+        metrics = {"val_dice": 0.0, WEIGHT_KEY: 0}
+        if data.val:
+            scores = validation_dice(_received_model(msg, settings, ARRAYS), data.val, settings, pick_device())
+            metrics = {"val_dice": sum(scores) / len(scores), WEIGHT_KEY: len(scores)}
+        return _reply(msg, _client_record(data), MetricRecord(metrics))
+
     return client_app
 
 
-def query(msg: Message, context: Context) -> Message:
-    """Who this node is: ``client`` = {name, supervision}, from its node config and the run
-    settings sent with the message. Reads no data."""
-    settings, _ = read_message_config(msg.content[CONFIG])
-    name, _ = client_identity(context.node_config, settings)
-    client = ConfigRecord({"name": name, "supervision": settings.client_supervision.get(name, "pixel")})
-    return Message(content=RecordDict({CLIENT: client}), reply_to=msg)
-
-
-def evaluate(msg: Message, context: Context) -> Message:
-    """Mean pixel Dice of the received global model on this client's validation tiles."""
-    settings, _ = read_message_config(msg.content[CONFIG])
-    data = _client_data(context, settings)
-    metrics = {"val_dice": 0.0, WEIGHT_KEY: 0}
-    if data.val:
-        scores = validation_dice(_received_model(msg, settings, ARRAYS), data.val, settings, pick_device())
-        metrics = {"val_dice": sum(scores) / len(scores), WEIGHT_KEY: len(scores)}
-    return _reply(msg, _client_record(data), MetricRecord(metrics))
-
-
-def client_identity(node_config: Mapping[str, object], settings: RunSettings) -> tuple[str, Path]:
-    """The client name and data base folder of this node.
+def _settings(msg: Message, context: Context, site: ClientSite) -> tuple[RunSettings, int]:
+    """This node's settings for the message, and the round.
 
     Raises:
-        ValueError: the node config has neither ``client`` nor a usable ``partition-id``.
+        ValueError: the message is meant for another client than the one this node plays.
     """
-    if "client" in node_config:
-        name = str(node_config["client"])
-    elif "partition-id" in node_config:
-        index = int(node_config["partition-id"])
-        if not 0 <= index < len(settings.clients):
-            raise ValueError(f"partition-id {index} has no client: the run names {len(settings.clients)} clients "
-                             f"{list(settings.clients)}")
-        name = settings.clients[index]
-    else:
-        raise ValueError("node config must give client='<name>' (deployment) or partition-id (simulation); "
-                         f"got {dict(node_config)}")
-    return name, Path(str(node_config.get("data-path", settings.data_path))).expanduser()
+    name, node_site = site.for_node(context.node_config)
+    settings, server_round = read_client_config(msg.content[CONFIG], data_path=node_site.data_path,
+                                                train_roots=node_site.train_roots, val_roots=node_site.val_roots)
+    if settings.clients != (name,):
+        raise ValueError(f"a message for client {settings.clients[0]!r} reached the node playing {name!r}")
+    return settings, server_round
 
 
-def _client_data(context: Context, settings: RunSettings) -> ClientData:
-    name, base = client_identity(context.node_config, settings)
-    return load_client_data(name, base, settings)
+def _client_data(settings: RunSettings) -> ClientData:
+    return load_client_data(settings.clients[0], Path(settings.data_path).expanduser(), settings)
 
 
 def _received_model(msg: Message, settings: RunSettings, key: str) -> UNet:

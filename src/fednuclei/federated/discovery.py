@@ -2,8 +2,8 @@
 
 The server addresses nodes by id, but participation and weights are per client. Before the first
 round (and again whenever the set of connected nodes changes) :func:`discover_clients` sends
-every node a Flower ``query`` message; the ClientApp answers with the client it plays (from its
-node config: ``partition-id`` in simulation, ``client=...`` in deployment). Node ids are never
+every node an empty Flower ``query`` message; the ClientApp answers with the name of the client
+it plays (from its node config: ``partition-id`` in simulation, ``client=...`` in deployment). Node ids are never
 assumed to follow the partition order, so the same code serves simulation and deployment.
 """
 
@@ -12,11 +12,10 @@ from __future__ import annotations
 import logging
 import time
 
-from flwr.app import ConfigRecord, Message, MessageType, RecordDict
+from flwr.app import Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
-from fednuclei.federated.protocol import CLIENT, CONFIG
-from fednuclei.federated.run_config import message_config
+from fednuclei.federated.protocol import CLIENT
 from fednuclei.run_settings import RunSettings
 
 logger = logging.getLogger(__name__)
@@ -44,9 +43,7 @@ def discover_clients(grid: Grid, settings: RunSettings, timeout: float) -> dict[
             raise RuntimeError(f"only {len(nodes)} of {expected} nodes connected after {timeout} s")
         logger.info("waiting for nodes: %d of %d connected", len(nodes), expected)
         time.sleep(NODE_POLL_SECONDS)
-    config = ConfigRecord(message_config(settings, 0))
-    messages = [Message(RecordDict({CONFIG: config}), dst_node_id=node, message_type=MessageType.QUERY)
-                for node in nodes]
+    messages = [Message(RecordDict(), dst_node_id=node, message_type=MessageType.QUERY) for node in nodes]
     replies = list(grid.send_and_receive(messages, timeout=timeout))
     failed = [f"node {msg.metadata.src_node_id}: {msg.error.reason[:300]}" for msg in replies if msg.has_error()]
     if failed or len(replies) < len(nodes):
@@ -62,5 +59,5 @@ def discover_clients(grid: Grid, settings: RunSettings, timeout: float) -> dict[
         raise ValueError(f"nodes do not match the run's clients {list(settings.clients)}: unknown {unknown}, "
                          f"played by several nodes {twice}, without a node {missing}")
     mapping = {played[name][0]: name for name in settings.clients}
-    logger.info("nodes and clients: %s", mapping)
+    logger.debug("nodes and clients: %s", mapping)
     return mapping

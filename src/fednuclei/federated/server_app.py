@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import logging
 
-from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
 from fednuclei.federated.checkpoint import RunStore
-from fednuclei.federated.run_config import message_config, settings_from_run_config
+from fednuclei.federated.pacing import PacedGrid
+from fednuclei.federated.privacy import with_central_dp
+from fednuclei.federated.progress import RoundProgress
+from fednuclei.federated.run_config import settings_from_run_config
 from fednuclei.federated.strategy import MethodStrategy
 from fednuclei.methods import method_of
 from fednuclei.methods.common import build_model
@@ -67,10 +70,13 @@ def run_server(grid: Grid, settings: RunSettings) -> RunStore:
     if settings.proximal_mu > 0:  # the clients' FedProx reference: the models the run started from
         starting = [build_model(settings, which=k) for k in range(1, len(extras) + 2)]
         store.load_start(starting[0], dict(zip(extras, starting[1:])))
-    strategy = MethodStrategy(store, settings, model, extras, starting_models=starting)
-    # The settings travel with every message: clients need no run config of their own.
-    strategy.start(grid=grid, initial_arrays=ArrayRecord(model.state_dict()), num_rounds=remaining,
-                   timeout=settings.round_timeout, train_config=ConfigRecord(message_config(settings, 0)),
-                   evaluate_config=ConfigRecord(message_config(settings, 0)),
-                   evaluate_fn=strategy.end_round)
+    progress = RoundProgress(settings.method, done + 1, settings.num_server_rounds)
+    strategy = MethodStrategy(store, settings, model, extras, starting_models=starting, progress=progress)
+    try:
+        # Each message carries its client's settings (the strategy builds them): no config of Flower's loop.
+        with_central_dp(strategy, settings).start(grid=PacedGrid(grid), initial_arrays=ArrayRecord(model.state_dict()),
+                                                  num_rounds=remaining, timeout=settings.round_timeout,
+                                                  evaluate_fn=strategy.end_round)
+    finally:
+        progress.close()
     return store

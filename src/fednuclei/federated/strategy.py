@@ -15,7 +15,12 @@
   (:func:`~fednuclei.methods.aggregation.weighted_average`). When no client trained, the global
   models stay as they were.
 
-Evaluation is Flower's FedAvg one: every node validates the main global model. Round numbers are
+* ``configure_evaluate`` asks every node to validate the main global model.
+
+Each message carries only its client's :func:`~fednuclei.federated.run_config.client_config`.
+A client that fails or does not reply in time is a failure of the round, named with its error's
+kind; a round in which fewer than ``quorum`` of the clients asked succeed stops the run
+(:class:`RoundFailed`). Round numbers are
 shifted by the rounds an earlier, interrupted run already finished (``start`` counts from 1), so
 clients, logs and the history see the global round; each finished round is committed to a
 :class:`~fednuclei.federated.checkpoint.RunStore` in :meth:`MethodStrategy.end_round`, the hook
@@ -23,8 +28,11 @@ Flower calls after every round with the new global arrays (``evaluate_fn`` of ``
 
 **History.** Each round's ``clients`` entry holds, per client of the run: ``participated``,
 ``supervision``, ``usable_images``, ``train_loss`` (None unless it trained), ``weight`` (its
-share of the aggregate, 0 unless it trained), ``train_seconds``, and ``val_examples`` /
-``val_dice``. The round's ``train_loss`` is the weight-averaged loss of the clients that trained.
+share of the aggregate, 0 unless it trained), ``train_seconds``, ``val_examples`` / ``val_dice``,
+and ``error`` (the kind of its failure, when it failed). The round's ``train_loss`` is the
+weight-averaged loss of the clients that trained; ``failures`` maps each stage (``train``,
+``evaluate``) to its failed clients and their errors' kinds; ``val_clients`` lists the clients whose validation Dice is in ``val_dice``;
+``dp_epsilon`` is the privacy spent so far under central DP (:mod:`fednuclei.federated.privacy`).
 """
 
 from __future__ import annotations
@@ -35,19 +43,29 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MessageType, MetricRecord, RecordDict
+from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
 from fednuclei.federated.checkpoint import RunStore
 from fednuclei.federated.discovery import discover_clients
-from fednuclei.federated.protocol import ARRAYS, CLIENT, METRICS, USABLE_KEY, WEIGHT_KEY, reference_key
+from fednuclei.federated.privacy import epsilon_spent
+from fednuclei.federated.progress import RoundProgress
+from fednuclei.federated.protocol import ARRAYS, CLIENT, CONFIG, METRICS, USABLE_KEY, WEIGHT_KEY, reference_key
+from fednuclei.federated.run_config import client_config
 from fednuclei.methods import method_of
-from fednuclei.methods.aggregation import ClientReport, weighted_average
+from fednuclei.methods.aggregation import ClientReport, uniform_weights, weighted_average
 from fednuclei.model.unet import UNet
 from fednuclei.run_settings import RunSettings
 
 logger = logging.getLogger(__name__)
+
+NO_REPLY = "no reply in time"
+
+
+class RoundFailed(RuntimeError):
+    """Fewer clients than the run's quorum completed a round's training or validation."""
 
 
 class MethodStrategy(FedAvg):
@@ -63,10 +81,12 @@ class MethodStrategy(FedAvg):
             with :func:`~fednuclei.federated.discovery.discover_clients` at the first round.
         starting_models: the models the run started from, main one first (FedProx references,
             sent every round; none: no proximal term).
+        progress: reports each committed round (none: a debug line only).
     """
 
     def __init__(self, store: RunStore, settings: RunSettings, model: UNet, extras: Mapping[str, UNet] | None = None,
-                 node_clients: Mapping[int, str] | None = None, starting_models: Sequence[UNet] | None = None):
+                 node_clients: Mapping[int, str] | None = None, starting_models: Sequence[UNet] | None = None,
+                 progress: RoundProgress | None = None):
         n_clients = len(settings.clients)
         super().__init__(weighted_by_key=WEIGHT_KEY, min_train_nodes=n_clients, min_evaluate_nodes=n_clients,
                          min_available_nodes=n_clients)
@@ -81,8 +101,10 @@ class MethodStrategy(FedAvg):
                                     for key, m in zip(self.model_keys, starting_models or ())}
         self.node_clients: dict[int, str] = dict(node_clients or {})
         self.rounds_done = store.last_round
+        self.progress = progress
         self._round: dict[str, Any] = {}
         self._sent: dict[str, ArrayRecord] = {}
+        self._asked: dict[int, str] = {}
 
     @property
     def model_keys(self) -> tuple[str, ...]:
@@ -92,7 +114,8 @@ class MethodStrategy(FedAvg):
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
         """Training instructions for this round's participants only."""
-        self._round = {"started": time.perf_counter(), "clients": {}, "train": None, "evaluate": None}
+        self._round = {"started": time.perf_counter(), "clients": {}, "train": None, "evaluate": None,
+                       "failures": {"train": {}, "evaluate": {}}, "val_clients": []}
         server_round += self.rounds_done
         if set(grid.get_node_ids()) != set(self.node_clients):
             self.node_clients = discover_clients(grid, self.settings, self.settings.round_timeout)
@@ -103,32 +126,34 @@ class MethodStrategy(FedAvg):
             self._round["clients"][name] = {"participated": name in chosen, "supervision": levels[name],
                                             "usable_images": 0, "train_loss": None, "weight": 0.0}
         self._sent = {ARRAYS: arrays, **self.extra_arrays}
-        config["server-round"] = server_round
-        record = RecordDict({**self._sent, **self.proximal_references, self.configrecord_key: config})
-        nodes = [node for node, name in self.node_clients.items() if name in chosen]
-        logger.info("round %d: %s trains (%s)", server_round, self.method.name,
-                    ", ".join(name for name in self.settings.clients if name in chosen))
-        return self._construct_messages(record, nodes, MessageType.TRAIN)
+        self._asked = {node: name for node, name in self.node_clients.items() if name in chosen}
+        logger.debug("round %d: %s trains (%s)", server_round, self.method.name,
+                     ", ".join(name for name in self.settings.clients if name in chosen))
+        return self._messages(server_round, MessageType.TRAIN, {**self._sent, **self.proximal_references})
+
+    def _messages(self, server_round: int, message_type: str, arrays: Mapping[str, ArrayRecord]) -> list[Message]:
+        """One message per node asked this round, carrying ``arrays`` and its client's config only."""
+        return [Message(RecordDict({**arrays, CONFIG: ConfigRecord(client_config(self.settings, server_round, name))}),
+                        dst_node_id=node, message_type=message_type)
+                for node, name in self._asked.items()]
 
     def aggregate_train(self, server_round: int,
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Weigh the clients that trained and average every global model with those weights;
         keep the global models when nobody trained."""
         server_round += self.rounds_done
-        replies = list(replies)
-        _check_some_succeeded(server_round, replies, "train")
+        replies = self._succeeded(server_round, "train", list(replies))
         reports, arrays_by_model = [], {key: {} for key in self.model_keys}
         for msg in replies:
-            if msg.has_error():
-                self._note_failure(server_round, msg)
-                continue
             report = self._report(msg)
             reports.append(report)
             if report.trained:
                 for key in self.model_keys:
                     record = msg.content[key]
                     arrays_by_model[key][report.name] = [record[k].numpy() for k in self._sent[key]]
-        weights = self.method.round_weights(reports, self.settings)
+        # Central DP's noise is calibrated to an average with equal weights.
+        private = self.settings.dp_noise_multiplier > 0
+        weights = uniform_weights(reports) if private else self.method.round_weights(reports, self.settings)
         for report in reports:
             self._round["clients"][report.name]["weight"] = weights.get(report.name, 0.0)
         if weights:
@@ -149,28 +174,52 @@ class MethodStrategy(FedAvg):
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
-        return super().configure_evaluate(self.rounds_done + server_round, arrays, config, grid)
+        """Every node validates the main global model."""
+        self._asked = dict(self.node_clients)
+        return self._messages(self.rounds_done + server_round, MessageType.EVALUATE, {ARRAYS: arrays})
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         """Flower's mean validation Dice weighted by validation tiles, over the clients that have
         some (a mean over nobody would divide by zero); each client's numbers go to the history."""
         server_round += self.rounds_done
-        replies = list(replies)
-        _check_some_succeeded(server_round, replies, "evaluate")
         kept = []
-        for msg in replies:
-            if msg.has_error():
-                kept.append(msg)  # Flower counts and logs the failure
-                continue
+        for msg in self._succeeded(server_round, "evaluate", list(replies)):
             metrics = msg.content[METRICS]
             examples = int(metrics[WEIGHT_KEY])
-            entry = self._round.setdefault("clients", {}).setdefault(str(msg.content[CLIENT]["name"]), {})
-            entry.update(val_examples=examples, val_dice=float(metrics["val_dice"]) if examples else None)
+            name = str(msg.content[CLIENT]["name"])
+            self._round["clients"].setdefault(name, {}).update(
+                val_examples=examples, val_dice=float(metrics["val_dice"]) if examples else None)
             if examples > 0:
                 kept.append(msg)
+                self._round["val_clients"].append(name)
         metrics = super().aggregate_evaluate(server_round, kept)
         self._round["evaluate"] = metrics
         return metrics
+
+    def _succeeded(self, server_round: int, stage: str, replies: list[Message]) -> list[Message]:
+        """The replies without error; the failures (errors, and the clients asked that did not
+        reply) are logged and recorded with their kind.
+
+        Raises:
+            RoundFailed: fewer than ``quorum`` of the clients asked succeeded, naming the failed ones.
+        """
+        failed = {self._asked.get(msg.metadata.src_node_id, f"node {msg.metadata.src_node_id}"): error_kind(msg.error)
+                  for msg in replies if msg.has_error()}
+        replied = {msg.metadata.src_node_id for msg in replies}
+        failed.update({name: NO_REPLY for node, name in self._asked.items() if node not in replied})
+        for name, kind in failed.items():
+            self._round["clients"].setdefault(name, {})["error"] = kind
+            self._round["failures"][stage][name] = kind
+        needed = math.ceil(self.settings.quorum * len(self._asked) - 1e-9)
+        listing = ", ".join(f"{name} ({kind})" for name, kind in sorted(failed.items()))
+        if len(self._asked) - len(failed) < needed:
+            raise RoundFailed(f"round {server_round}: {len(failed)} of {len(self._asked)} clients failed to {stage}: "
+                              f"{listing}; at least {needed} must succeed (quorum {self.settings.quorum:g}). "
+                              "The clients' own logs hold the details.")
+        if failed:
+            logger.warning("round %d: %d of %d clients failed to %s: %s; the round goes on with the others",
+                           server_round, len(failed), len(self._asked), stage, listing)
+        return [msg for msg in replies if not msg.has_error()]
 
     def end_round(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         """``evaluate_fn`` of ``start``: commit the finished round (round 0, the initial model,
@@ -183,22 +232,19 @@ class MethodStrategy(FedAvg):
             "train_loss": train.get("train_loss"),
             "val_dice": evaluate.get("val_dice"),
             "round_seconds": time.perf_counter() - self._round["started"],
+            "failures": self._round["failures"],
+            "val_clients": sorted(self._round["val_clients"]),
+            "dp_epsilon": epsilon_spent(self.settings, self.rounds_done + server_round),
             "clients": self._round["clients"],
         }
         self.model.load_state_dict(arrays.to_torch_state_dict())
         for name, extra in self.extras.items():
             extra.load_state_dict(self.extra_arrays[name].to_torch_state_dict())
         self.store.commit_round(self.model, record, self.extras)
-        logger.info("round %d committed to %s: train loss %s, val Dice %s", record["round"], self.store.folder,
-                    record["train_loss"], record["val_dice"])
+        logger.debug("round %d committed to %s", record["round"], self.store.folder)
+        if self.progress is not None:
+            self.progress.round_done(record)
         return None
-
-    def _note_failure(self, server_round: int, msg: Message) -> None:
-        logger.warning("round %d: node %s failed to train: %s", server_round, msg.metadata.src_node_id,
-                       msg.error.reason[:500])
-        name = self.node_clients.get(msg.metadata.src_node_id)
-        if name in self._round["clients"]:
-            self._round["clients"][name]["error"] = msg.error.reason[:500]
 
     def _report(self, msg: Message) -> ClientReport:
         """The reply as a ClientReport, noted in the round's per-client entry."""
@@ -218,16 +264,14 @@ class MethodStrategy(FedAvg):
         return ClientReport(name=name, supervision=entry["supervision"], usable_images=usable, loss=loss)
 
 
-def _check_some_succeeded(server_round: int, replies: list[Message], stage: str) -> None:
-    """Stop the run when no client completed ``stage`` (every reply an error, or none at all):
-    Flower would carry on, and the round would be committed although nothing was learnt.
-
-    Raises:
-        RuntimeError: no reply without error, quoting the clients' errors.
-    """
-    if all(msg.has_error() for msg in replies):
-        errors = "; ".join(sorted({msg.error.reason[:500] for msg in replies})) or "no reply before the timeout"
-        raise RuntimeError(f"round {server_round}: no client completed {stage}: {errors}")
+def error_kind(error: Error) -> str:
+    """What went wrong, in words that cannot carry a client's data: the exception's class name
+    that the ClientApp reports, or the name of Flower's error code."""
+    reason = (error.reason or "").split(" ", 1)[0]
+    if error.code == ErrorCode.CLIENT_APP_RAISED_EXCEPTION and reason.isidentifier():
+        return reason
+    codes = {value: name.lower().replace("_", " ") for name, value in vars(ErrorCode).items() if name.isupper()}
+    return codes.get(error.code, f"error code {error.code}")
 
 
 def _to_record(keys: list[str], arrays: list) -> ArrayRecord:

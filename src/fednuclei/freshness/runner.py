@@ -32,6 +32,11 @@ class FreshnessRunner(SequentialRunner):
         super().__init__(is_async=is_async)
         self._rerun_all = rerun_all
 
+    @property
+    def _logger(self) -> logging.Logger:
+        """Kedro's runner logs as Kedro's, whatever module subclasses it."""
+        return logging.getLogger(SequentialRunner.__module__)
+
     def run(self, pipeline: Pipeline, catalog, hook_manager=None, run_id: str | None = None,
             only_missing_outputs: bool = False) -> dict[str, Any]:
         """Log for every node of ``pipeline`` whether it is fresh or why it is stale, remove the
@@ -49,9 +54,9 @@ class FreshnessRunner(SequentialRunner):
         stale = [name for name, (_, reasons) in decisions.items() if reasons]
         for name, (_, reasons) in decisions.items():
             if reasons:
-                logger.info("%s: stale: %s", name, "; ".join(reasons))
+                logger.debug("%s: stale: %s", name, "; ".join(reasons))
             else:
-                logger.info("%s: fresh, skipped", name)
+                logger.debug("%s: fresh, skipped", name)
         logger.info("%d of %d nodes stale, %d fresh (records in %s)", len(stale), len(decisions),
                     len(decisions) - len(stale), manifest.path)
         manifest.forget(stale)

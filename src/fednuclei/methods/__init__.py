@@ -65,6 +65,10 @@ class Method:
         defaults: its own defaults of :class:`~fednuclei.run_settings.RunSettings` fields.
         check: refuses settings the method cannot run, before any training.
         model_per_client: the trainer returns one model per client (``local``).
+        central_dp: it may train under central differential privacy: one global model, every
+            client training every round, and weights that no client's data decide (they become
+            equal under DP). FedMix's weights follow the clients' losses and FedST's and
+            FedRGD's their usable images, and FedMix keeps two models: they refuse it.
     """
 
     name: str
@@ -77,6 +81,7 @@ class Method:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     check: Callable[[RunSettings], None] | None = None
     model_per_client: bool = False
+    central_dp: bool = False
 
     def __post_init__(self) -> None:
         if (self.local_training is None) == (self.trainer is None):
@@ -96,7 +101,7 @@ class Method:
 METHODS: dict[str, Method] = {method.name: method for method in (
     Method("local", "full", trainer=train_local, model_per_client=True),
     Method("centralized", "full", trainer=train_centralized),
-    Method("fedavg", "full", local_training=fedavg_local_training),
+    Method("fedavg", "full", local_training=fedavg_local_training, central_dp=True),
     # FedAvg on what the hospitals hold: clients without masks train nothing and get weight 0.
     Method("fedavg_pixel", "supervised", local_training=fedavg_local_training),
     Method("fedmix", "supervised", local_training=fedmix_local_training, extra_models=("model_2",),
@@ -133,4 +138,18 @@ def settings_for(values: Mapping[str, Any], where: str = "settings") -> RunSetti
     settings = RunSettings.from_mapping({**method.defaults, **values}, where)
     if method.check is not None:
         method.check(settings)
+    if settings.dp_noise_multiplier > 0:
+        _check_central_dp(method, settings, where)
     return settings
+
+
+def _check_central_dp(method: Method, settings: RunSettings, where: str) -> None:
+    """Refuse central DP where its noise would not cover the aggregate (see ``Method.central_dp``)."""
+    supported = [m.name for m in METHODS.values() if m.central_dp]
+    if not method.central_dp:
+        raise ValueError(f"{where}: method {method.name} cannot train under central DP (dp_noise_multiplier > 0): "
+                         f"its aggregation weights or models depend on the clients' data; methods that can: "
+                         f"{supported}")
+    if any(k > settings.first_round for k in settings.join_rounds):
+        raise ValueError(f"{where}: central DP assumes every client trains every round of a run; join_rounds "
+                         f"{list(settings.join_rounds)} add clients after its first round {settings.first_round}")

@@ -9,6 +9,8 @@ here knows Flower, torch or Kedro. Conventions shared by every weight function (
 * the result maps every reported client, in report order, to its weight: the trained ones share
   1, the others get 0.0;
 * when no client trained the result is ``{}``: the caller keeps the global models as they were.
+
+Under central differential privacy the strategy uses :func:`uniform_weights` instead.
 """
 
 from __future__ import annotations
@@ -66,6 +68,17 @@ def size_weights(reports: Sequence[ClientReport]) -> dict[str, float]:
     """
     trained = trained_reports(reports)
     return spread_over(reports, split_by_size(trained, 1.0))
+
+
+def uniform_weights(reports: Sequence[ClientReport]) -> dict[str, float]:
+    """Equal weights for the clients that trained (what central differential privacy's noise is
+    calibrated to: no client's data decides its share).
+
+    Raises:
+        ValueError: duplicate names.
+    """
+    trained = trained_reports(reports)
+    return spread_over(reports, {r.name: 1.0 / len(trained) for r in trained})
 
 
 def weighted_average(arrays_by_client: Mapping[str, Sequence[np.ndarray]],

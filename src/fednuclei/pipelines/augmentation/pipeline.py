@@ -27,14 +27,7 @@ def label_view(view: str) -> Pipeline:
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    sheet = Pipeline(
-        [
-            Node(
-                draw_contact_sheet,
-                ["supervised.client_partitions", "supervised.augmented_partitions"],
-                "augmentation_contact_sheet",
-                name="draw_contact_sheet",
-            )
-        ]
-    )
+    sheet = pipeline([Node(draw_contact_sheet, ["client_partitions", "augmented_partitions"],
+                           "augmentation_contact_sheet", name="draw_contact_sheet")],
+                     namespace="supervised", outputs={"augmentation_contact_sheet"})
     return sum(label_view(view) for view in LABEL_VIEWS) + sheet

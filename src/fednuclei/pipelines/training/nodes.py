@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -12,7 +13,15 @@ import pandas as pd
 from PIL import Image
 
 from fednuclei.data.tiles import Tile, TileSetFolders
-from fednuclei.drawing import HEADLINE_METRICS, learning_curves, overlay, score_bars
+from fednuclei.drawing import (
+    HEADLINE_METRICS,
+    best_and_worst,
+    client_rounds,
+    cross_site_heatmap,
+    learning_curves,
+    overlay,
+    score_bars,
+)
 from fednuclei.evaluation import cross_site_dice, score_tiles
 from fednuclei.federated.simulation import run_federated
 from fednuclei.methods import method_of, settings_for
@@ -183,6 +192,29 @@ def final_metrics(summary: pd.DataFrame) -> dict[str, dict]:
 def plot_learning_curves(history: pd.DataFrame) -> plt.Figure:
     """Training loss and validation Dice per round (one line per client for local training)."""
     return learning_curves(history)
+
+
+def plot_client_rounds(history: pd.DataFrame) -> plt.Figure:
+    """Each client's aggregation weight and usable images per round."""
+    return client_rounds(history)
+
+
+def plot_cross_site_dice(matrix: pd.DataFrame) -> plt.Figure:
+    """The local models' cross-site test Dice as a heatmap."""
+    return cross_site_heatmap(matrix)
+
+
+def plot_best_and_worst(per_image: pd.DataFrame, evaluation_tiles: list[Tile],
+                        predictions: dict[str, Callable[[], Image.Image]]) -> plt.Figure:
+    """Each client's best and worst test tile by Dice, beside their ground truth."""
+    tiles = {tile.name: tile for tile in evaluation_tiles}
+    picks = []
+    for client, rows in per_image[per_image["split"] == "test"].dropna(subset=["dice"]).groupby("client"):
+        ordered = rows.sort_values("dice")
+        for kind, row in (("best", ordered.iloc[-1]), ("worst", ordered.iloc[0])):
+            predicted = np.asarray(predictions[row["tile"]]())
+            picks.append((f"{client}, {kind} (Dice {row['dice']:.2f})", tiles[row["tile"]], predicted))
+    return best_and_worst(picks)
 
 
 def plot_client_scores(per_image: pd.DataFrame) -> plt.Figure:

@@ -7,7 +7,7 @@ registered under its name; ``kedro run --pipeline training`` trains and evaluate
 data already prepared.
 """
 
-from functools import partial
+from functools import partial, update_wrapper
 
 from kedro.pipeline import Node, Pipeline, pipeline
 
@@ -21,7 +21,10 @@ from .nodes import (
     evaluate_global_model,
     evaluate_local_models,
     final_metrics,
+    plot_best_and_worst,
+    plot_client_rounds,
     plot_client_scores,
+    plot_cross_site_dice,
     plot_learning_curves,
     round_metrics,
     run_settings,
@@ -30,6 +33,11 @@ from .nodes import (
     train_local_models,
 )
 
+
+def for_method(function, method: str) -> partial:
+    """``function`` with its ``method`` argument bound, keeping its name and annotations for Kedro's
+    logs and parameter checks."""
+    return update_wrapper(partial(function, method=method), function)
 
 def create_method_pipeline(name: str) -> Pipeline:
     """Training and evaluation of the method ``name``, every dataset and parameter under its
@@ -45,10 +53,16 @@ def create_method_pipeline(name: str) -> Pipeline:
         Node(plot_learning_curves, history, "learning_curves", name="plot_learning_curves"),
         Node(final_metrics, "metrics_summary", "final_metrics", name="final_metrics"),
         Node(plot_client_scores, "metrics_per_image", "client_scores", name="plot_client_scores"),
+        Node(plot_best_and_worst, ["metrics_per_image", "evaluation_tiles", "predictions"], "best_and_worst",
+             name="plot_best_and_worst"),
     ]
+    if method.federated:
+        reports.append(Node(plot_client_rounds, history, "client_rounds", name="plot_client_rounds"))
+    if method.model_per_client:
+        reports.append(Node(plot_cross_site_dice, "cross_site_dice", "cross_site_plot", name="plot_cross_site_dice"))
     if method.model_per_client:
         nodes = [
-            Node(partial(run_settings, method=name), [*data, "tile_manifest", *parameters], "run_settings",
+            Node(for_method(run_settings, name), [*data, "tile_manifest", *parameters], "run_settings",
                  name="run_settings"),
             Node(train_local_models, "run_settings", ["client_models", "training_history"], name="train"),
             Node(evaluate_local_models, ["client_models", "evaluation_tiles", "run_settings"],
@@ -56,7 +70,7 @@ def create_method_pipeline(name: str) -> Pipeline:
         ]
     elif not method.federated:
         nodes = [
-            Node(partial(run_settings, method=name), [*data, "tile_manifest", *parameters], "run_settings",
+            Node(for_method(run_settings, name), [*data, "tile_manifest", *parameters], "run_settings",
                  name="run_settings"),
             Node(train_global_model, "run_settings", ["global_model", "training_history"], name="train"),
             Node(evaluate_global_model, ["global_model", "evaluation_tiles", "run_settings"], evaluated,
@@ -66,7 +80,7 @@ def create_method_pipeline(name: str) -> Pipeline:
         data += [f"{view}.incremental_patches", f"{view}.incremental_augmented_patches",
                  f"{view}.incremental_partitions"]
         nodes = [
-            Node(partial(stage_settings, method=name), [*data, "tile_manifest", *parameters],
+            Node(for_method(stage_settings, name), [*data, "tile_manifest", *parameters],
                  ["run_settings", "incremental_settings", "scratch_settings"], name="stage_settings"),
             Node(train_global_model, "run_settings", ["base_model", "training_history"], name="train"),
             Node(train_incremental, ["run_settings", "incremental_settings", "base_model"],
