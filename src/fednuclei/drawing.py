@@ -66,11 +66,7 @@ def learning_curves(history: pd.DataFrame) -> plt.Figure:
         dice_axis.plot(rows["round"], rows["val_dice"], marker="o", label=name)
     loss_axis.set(xlabel="round", ylabel="training loss (Dice + BCE)", title="training loss")
     dice_axis.set(xlabel="round", ylabel="validation Dice", title="validation Dice", ylim=(0, 1))
-    for axis in (loss_axis, dice_axis):
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    dice_axis.legend(fontsize="small")
-    figure.tight_layout()
-    return figure
+    return _by_round(figure, (loss_axis, dice_axis))
 
 
 def client_rounds(history: pd.DataFrame) -> plt.Figure:
@@ -84,9 +80,14 @@ def client_rounds(history: pd.DataFrame) -> plt.Figure:
         usable_axis.plot(history["round"], history[f"clients.{client}.usable_images"], marker="o", label=client)
     weight_axis.set(xlabel="round", ylabel="weight in the aggregate", title="aggregation weights", ylim=(0, 1))
     usable_axis.set(xlabel="round", ylabel="training images used", title="usable images per client")
-    for axis in (weight_axis, usable_axis):
+    return _by_round(figure, (weight_axis, usable_axis))
+
+
+def _by_round(figure: plt.Figure, axes: tuple[plt.Axes, ...]) -> plt.Figure:
+    """Whole rounds on each x axis, the legend on the last panel."""
+    for axis in axes:
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    usable_axis.legend(fontsize="small")
+    axes[-1].legend(fontsize="small")
     figure.tight_layout()
     return figure
 

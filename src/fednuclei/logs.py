@@ -30,7 +30,16 @@ def quiet_libraries() -> None:
     """Ignore the warnings of :data:`LIBRARY_WARNINGS`' modules (the project's own still show),
     and MLflow's progress bars (unless the user sets the variable)."""
     warnings.filterwarnings("ignore", module=LIBRARY_WARNINGS)
+    # Kedro's advice against dots in dataset names: here they are its own namespaces (``fedavg.global_model``)
+    warnings.filterwarnings("ignore", message="One or more dataset names contain '.' characters")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # Imported once here, unheard: at import they warn about their own dependencies (pydantic,
+    # MLflow's model typing) under filters of their own ("once"), which come before the ones above.
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda *args, **kwargs: None
+        import kedro_mlflow.framework.hooks  # noqa: F401
+        import kedro_mlflow.mlflow  # noqa: F401
+        import kedro_viz.launchers.cli.lazy_default_group  # noqa: F401 - loaded by Kedro's CLI as a plugin
 
 
 class QuietLogsHook:

@@ -23,14 +23,15 @@ from fednuclei.data.tiles import SUPERVISION_LEVELS
 # Where a run's files live, how much hardware it gets and how long it may go on do not change
 # what it computes, so a run that differs only there resumes the same checkpoints. Scoring after
 # training and a later stage's length do not change the rounds either; the starting model counts
-# by its content (initial_model_version), not by where it lies.
+# by its content (initial_model_version), not by where it lies. Secure aggregation changes how the
+# server forms the clients' mean, not the mean (up to a quantisation far below training noise).
 _NOT_FINGERPRINTED = frozenset(
     {"num_server_rounds", "data_path", "checkpoint_dir", "gpu_fraction", "cpus_per_client", "round_timeout",
      "tta", "watershed", "foreground_threshold", "contour_threshold", "incremental_rounds", "initial_model", "quorum",
-     "dp_delta"}
+     "dp_delta", "secure_aggregation", "secure_max_images"}
 )
 _AT_LEAST_ONE = ("num_server_rounds", "local_epochs", "batch_size", "width", "depth", "groups", "infer_patch",
-                 "cpus_per_client", "contour_width")
+                 "cpus_per_client", "contour_width", "secure_max_images")
 _CHOICES = {"lr_schedule": ("constant", "cosine"), "watershed": ("contour", "distance", "blend")}
 _FRACTIONS = ("tau", "min_box_fill", "min_covered_boxes", "confidence_high", "confidence_low", "pixel_share",
               "gpu_fraction", "foreground_threshold", "contour_threshold")
@@ -103,6 +104,13 @@ class RunSettings:
             clients' weights are equal. 0: off.
         dp_clipping_norm: the L2 bound of one client's update under central DP, > 0 when it is on.
         dp_delta: the delta at which the privacy spent is reported as epsilon, in (0, 1).
+        secure_aggregation: the server learns only the clients' example-weighted mean model, not
+            any client's own (Flower's SecAgg+, :mod:`fednuclei.federated.secure_aggregation`).
+            Only for the methods whose aggregation is such a mean (``Method.secure_aggregation_obstacle``).
+        secure_max_images: under secure aggregation, the most training images any client has,
+            >= 1. SecAgg+ quantises each client's weight as a share of it: a bound near the
+            largest client's count keeps the mean exact, a loose one costs precision, and a
+            client above it stops the round.
         tau: (FedMix, Wicaksana et al., IEEE TMI 2023) minimum Dice between the two models'
             binarised predictions for an image of a weak client to be pseudo-labelled, in [0, 1].
         lam, beta: (FedMix) adaptive aggregation, ``w_i ~ d_i + lam * s_i`` with
@@ -160,6 +168,8 @@ class RunSettings:
     dp_noise_multiplier: float = 0.0
     dp_clipping_norm: float = 0.0
     dp_delta: float = 1e-5
+    secure_aggregation: bool = False
+    secure_max_images: int = 10_000
     tau: float = 0.9
     lam: float = 10.0
     beta: float = 3.0

@@ -1,13 +1,15 @@
 """Kedro project settings."""
 
-from kedro.config import OmegaConfigLoader
-
-from fednuclei.hooks import MethodTagHook, ParameterCheckHook, ProjectLockHook, ReusedRunsHook
 from fednuclei.logs import QuietLogsHook, quiet_libraries
-from fednuclei.mlflow_store import TrackingStoreHook
-from fednuclei.mlflow_tracking import ActiveProfileParamsHook, MlflowModelHook
 
-quiet_libraries()
+quiet_libraries()  # before the imports below load the libraries whose import-time warnings it quiets
+
+from kedro.config import OmegaConfigLoader  # noqa: E402
+
+from fednuclei.hooks import MethodTagHook, ParameterCheckHook, ProjectLockHook, ReusedRunsHook  # noqa: E402
+from fednuclei.mlflow_store import TrackingStoreHook  # noqa: E402
+from fednuclei.mlflow_tracking import ActiveProfileParamsHook, MlflowModelHook  # noqa: E402
+
 HOOKS = (QuietLogsHook(), ProjectLockHook(), ParameterCheckHook(), TrackingStoreHook(), MethodTagHook(),
          ReusedRunsHook(), MlflowModelHook(), ActiveProfileParamsHook())
 

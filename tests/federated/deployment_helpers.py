@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from fednuclei.run_settings import RunSettings
+from tests.sample_data import TRAIN_ROOT, VAL_ROOT
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -26,6 +27,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def site_config(client: str, data: Path) -> str:
+    """A SuperNode's ``--node-config``: the client it plays and where its data lie
+    (:func:`tests.sample_data.write_client_data`'s layout)."""
+    return f"client='{client}' data-path='{data}' train-roots='{TRAIN_ROOT}' val-roots='{VAL_ROOT}'"
 
 
 def flower_env(folder: Path) -> dict[str, str]:

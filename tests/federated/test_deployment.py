@@ -23,6 +23,7 @@ from tests.federated.deployment_helpers import (
     flower_env,
     flwr_run,
     free_port,
+    site_config,
     wait_for_port,
     write_connections,
 )
@@ -54,7 +55,7 @@ def federation(tmp_path):
         def supernode(client: str) -> None:
             processes.start(f"supernode-{client}", "flower-supernode", "--insecure", "--superlink",
                             f"127.0.0.1:{link_port}", "--port", str(free_port()),
-                            "--node-config", f"client='{client}' data-path='{data}'")
+                            "--node-config", site_config(client, data))
 
         for client in CLIENTS:
             supernode(client)

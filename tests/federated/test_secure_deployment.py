@@ -30,6 +30,7 @@ from tests.federated.deployment_helpers import (
     flwr,
     flwr_run,
     free_port,
+    site_config,
     wait_for_exit,
     wait_for_port,
     write_connections,
@@ -95,7 +96,7 @@ def secure_federation(tmp_path):
             key = ["--auth-supernode-private-key", str(private_key)] if private_key else []
             return processes.start(
                 name or f"supernode-{client}", "flower-supernode", *tls, *key, "--superlink", f"127.0.0.1:{link_port}",
-                "--port", str(free_port()), "--node-config", f"client='{client}' data-path='{data}'")
+                "--port", str(free_port()), "--node-config", site_config(client, data))
 
         for client in CLIENTS:
             private_key = make_key_pair(tmp_path / "keys", client)

@@ -130,7 +130,7 @@ def test_failures_within_the_quorum_are_recorded_by_kind_without_their_text(tmp_
                                                                                     arrays=arrays(3.0))]
     new, _ = strategy.aggregate_train(1, replies)
     np.testing.assert_allclose(new["w"].numpy(), arrays(2.0)["w"])
-    assert strategy._round["failures"] == {"a": "train: unknown"}
+    assert strategy._round["failures"] == {"train": {"a": "unknown"}, "evaluate": {}}
     assert strategy._round["clients"]["a"]["error"] == "unknown" and "/x/alpha" not in str(strategy._round)
     with pytest.raises(RoundFailed, match=r"2 of 3 clients failed to evaluate: a \(no reply in time\), "
                                           r"b \(no reply in time\); at least 2"):

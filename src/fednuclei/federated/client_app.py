@@ -16,6 +16,9 @@ received global models. Replies carry the trained weights (none from a client th
 train), a ``MetricRecord`` (loss, seconds, usable images) and a ``ConfigRecord`` ``client``
 naming the hospital and its supervision; record keys are in :mod:`fednuclei.federated.protocol`.
 A ``query`` message answers who this node is (see :mod:`fednuclei.federated.discovery`).
+Under ``secure_aggregation`` training messages follow Flower's SecAgg+ protocol instead
+(:mod:`fednuclei.federated.secure_aggregation`): they go to :class:`SecureTrainingClient`, the
+same local training in the legacy form Flower's ``secaggplus_mod`` masks.
 
 A handler's exception reaches the server as its class name only (:func:`errors_without_data`):
 the message, which may name files and tiles, stays in the node's own log.
@@ -27,17 +30,32 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.client import NumPyClient
+from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.common.constant import ErrorCode
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS as SECAGGPLUS_KEY
 
-from fednuclei.federated.protocol import ARRAYS, CLIENT, CONFIG, METRICS, USABLE_KEY, WEIGHT_KEY, reference_key
+from fednuclei.federated.protocol import (
+    ARRAYS,
+    CLIENT,
+    CONFIG,
+    METRICS,
+    SECAGG_CLIPPING_RANGE,
+    USABLE_KEY,
+    WEIGHT_KEY,
+    reference_key,
+)
 from fednuclei.federated.run_config import read_client_config
 from fednuclei.methods import METHODS, Method
 from fednuclei.methods.client_data import ClientData, load_client_data
-from fednuclei.methods.common import LocalRound, build_model, local_seed, round_lr, validation_dice
+from fednuclei.methods.common import LocalResult, LocalRound, build_model, local_seed, round_lr, validation_dice
 from fednuclei.model.device import pick_device
 from fednuclei.model.unet import UNet
 from fednuclei.run_settings import RunSettings
@@ -107,27 +125,23 @@ def make_client_app(methods: Mapping[str, Method], site: ClientSite | None = Non
     """
     site = site or ClientSite()
     client_app = ClientApp(mods=[errors_without_data])
+    secure_app = ClientApp(client_fn=lambda context: SecureTrainingClient(methods, site, context).to_client(),
+                           mods=[secaggplus_mod])
 
     @client_app.train()
     def train(msg: Message, context: Context) -> Message:
         """Train the received global model(s) on this client's patches for ``local_epochs``."""
-        settings, server_round = _settings(msg, context, site)
+        if SECAGGPLUS_KEY in msg.content:
+            return secure_app(msg, context)
+        settings, server_round = _settings(msg.content[CONFIG], context, site)
         method = methods[settings.method]
-        data = _client_data(settings)
         keys = (ARRAYS, *method.extra_models)
         models = [_received_model(msg, settings, key) for key in keys]
         references = tuple(list(_received_model(msg, settings, reference_key(key)).parameters())
                            for key in keys if reference_key(key) in msg.content)
-        local = LocalRound(local_seed(settings, server_round, data.name), round_lr(settings, server_round), references)
-        result = method.local_training(models, data, settings, pick_device(), local)
-        metrics = MetricRecord({
-            # a MetricRecord value must be a number; the server reads usable 0 as "no loss"
-            "train_loss": result.loss if result.trained else 0.0,
-            "train_seconds": result.seconds,
-            USABLE_KEY: result.usable_images,
-        })
+        data, result = _train_locally(method, models, settings, server_round, references)
         # A client that did not train sends no weights: its weight is 0 whatever they are.
-        return _reply(msg, _client_record(data), metrics,
+        return _reply(msg, _client_record(data), MetricRecord(_train_metrics(result)),
                       {key: ArrayRecord(model.state_dict()) for key, model in zip(keys, models) if result.trained})
 
     @client_app.query()
@@ -139,7 +153,7 @@ def make_client_app(methods: Mapping[str, Method], site: ClientSite | None = Non
     @client_app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
         """Mean pixel Dice of the received global model on this client's validation tiles."""
-        settings, _ = _settings(msg, context, site)
+        settings, _ = _settings(msg.content[CONFIG], context, site)
         data = _client_data(settings)
         metrics = {"val_dice": 0.0, WEIGHT_KEY: 0}
         if data.val:
@@ -150,14 +164,60 @@ def make_client_app(methods: Mapping[str, Method], site: ClientSite | None = Non
     return client_app
 
 
-def _settings(msg: Message, context: Context, site: ClientSite) -> tuple[RunSettings, int]:
-    """This node's settings for the message, and the round.
+class SecureTrainingClient(NumPyClient):
+    """The train handler's local round for a SecAgg+ run (one global model, FedAvg's weights):
+    the weights as arrays in state-dict order, the training images as their weight, the
+    metrics and the client's name and supervision in one dict, as Flower's legacy ``FitRes``
+    has them."""
+
+    def __init__(self, methods: Mapping[str, Method], site: ClientSite, context: Context):
+        self.methods, self.site, self.node_context = methods, site, context
+
+    def fit(self, parameters: list[np.ndarray], config: Mapping[str, Any]) -> tuple[list[np.ndarray], int, dict]:
+        """Train the received global model.
+
+        Raises:
+            ValueError: a trained weight beyond SecAgg+'s clipping range, which would silently
+                corrupt the mean.
+        """
+        settings, server_round = _settings(config, self.node_context, self.site)
+        model = build_model(settings)
+        model.load_state_dict({key: torch.as_tensor(np.array(value))
+                               for key, value in zip(model.state_dict(), parameters, strict=True)})
+        data, result = _train_locally(self.methods[settings.method], [model], settings, server_round, ())
+        weights = [value.cpu().numpy() for value in model.state_dict().values()]
+        largest = max(float(np.abs(w).max()) for w in weights)
+        if largest > SECAGG_CLIPPING_RANGE:
+            raise ValueError(f"a trained weight of magnitude {largest:.3g} lies beyond secure aggregation's clipping "
+                             f"range +-{SECAGG_CLIPPING_RANGE} (fednuclei.federated.protocol.SECAGG_CLIPPING_RANGE)")
+        return weights, result.usable_images, {**_train_metrics(result), **_client_record(data)}
+
+
+def _train_locally(method: Method, models: list[UNet], settings: RunSettings, server_round: int,
+                   references: tuple) -> tuple[ClientData, LocalResult]:
+    """The method's local round on this client's data: ``models`` train in place."""
+    data = _client_data(settings)
+    local = LocalRound(local_seed(settings, server_round, data.name), round_lr(settings, server_round), references)
+    return data, method.local_training(models, data, settings, pick_device(), local)
+
+
+def _train_metrics(result: LocalResult) -> dict[str, float | int]:
+    return {
+        # a MetricRecord value must be a number; the server reads usable 0 as "no loss"
+        "train_loss": result.loss if result.trained else 0.0,
+        "train_seconds": result.seconds,
+        USABLE_KEY: result.usable_images,
+    }
+
+
+def _settings(config: Mapping[str, Any], context: Context, site: ClientSite) -> tuple[RunSettings, int]:
+    """This node's settings for a message's ``config``, and the round.
 
     Raises:
         ValueError: the message is meant for another client than the one this node plays.
     """
     name, node_site = site.for_node(context.node_config)
-    settings, server_round = read_client_config(msg.content[CONFIG], data_path=node_site.data_path,
+    settings, server_round = read_client_config(config, data_path=node_site.data_path,
                                                 train_roots=node_site.train_roots, val_roots=node_site.val_roots)
     if settings.clients != (name,):
         raise ValueError(f"a message for client {settings.clients[0]!r} reached the node playing {name!r}")

@@ -8,6 +8,10 @@ the models it started from under :func:`reference_key` of each name. Replies car
 :data:`METRICS`, a ``ConfigRecord`` :data:`CLIENT` (``name``, ``supervision``) and, after
 training, the updated weights under the keys they came in (left out by a client that did not
 train).
+
+Under ``secure_aggregation`` the training exchange is Flower's SecAgg+ instead
+(:mod:`fednuclei.federated.secure_aggregation`); :data:`SECAGG_CLIPPING_RANGE` is the bound
+both sides hold the weights to.
 """
 
 CONFIG = "config"
@@ -23,3 +27,7 @@ WEIGHT_KEY = "num-examples"
 def reference_key(model_key: str) -> str:
     """The key of a model's FedProx reference weights in a training instruction."""
     return f"{model_key}.reference"
+
+
+# SecAgg+ clips each weight to +-this before quantising it; U-Net weights stay within a few units.
+SECAGG_CLIPPING_RANGE = 8.0

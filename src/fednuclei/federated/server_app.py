@@ -19,6 +19,7 @@ from fednuclei.federated.pacing import PacedGrid
 from fednuclei.federated.privacy import with_central_dp
 from fednuclei.federated.progress import RoundProgress
 from fednuclei.federated.run_config import settings_from_run_config
+from fednuclei.federated.secure_aggregation import run_secure_rounds
 from fednuclei.federated.strategy import MethodStrategy
 from fednuclei.methods import method_of
 from fednuclei.methods.common import build_model
@@ -37,7 +38,8 @@ def main(grid: Grid, context: Context) -> None:
 
 def run_server(grid: Grid, settings: RunSettings) -> RunStore:
     """Run the rounds of ``settings`` not yet in its checkpoint folder with
-    :class:`~fednuclei.federated.strategy.MethodStrategy`.
+    :class:`~fednuclei.federated.strategy.MethodStrategy`, averaged with SecAgg+ when the
+    settings ask for ``secure_aggregation`` (:mod:`fednuclei.federated.secure_aggregation`).
 
     Returns:
         the run's store (``best.pt``, ``final.pt``, ``history.json``).
@@ -73,10 +75,14 @@ def run_server(grid: Grid, settings: RunSettings) -> RunStore:
     progress = RoundProgress(settings.method, done + 1, settings.num_server_rounds)
     strategy = MethodStrategy(store, settings, model, extras, starting_models=starting, progress=progress)
     try:
-        # Each message carries its client's settings (the strategy builds them): no config of Flower's loop.
-        with_central_dp(strategy, settings).start(grid=PacedGrid(grid), initial_arrays=ArrayRecord(model.state_dict()),
-                                                  num_rounds=remaining, timeout=settings.round_timeout,
-                                                  evaluate_fn=strategy.end_round)
+        if settings.secure_aggregation:
+            run_secure_rounds(grid, strategy, remaining)
+        else:
+            # Each message carries its client's settings (the strategy builds them): no config of Flower's loop.
+            with_central_dp(strategy, settings).start(grid=PacedGrid(grid),
+                                                      initial_arrays=ArrayRecord(model.state_dict()),
+                                                      num_rounds=remaining, timeout=settings.round_timeout,
+                                                      evaluate_fn=strategy.end_round)
     finally:
         progress.close()
     return store

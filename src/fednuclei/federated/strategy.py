@@ -62,6 +62,7 @@ from fednuclei.run_settings import RunSettings
 logger = logging.getLogger(__name__)
 
 NO_REPLY = "no reply in time"
+SECURE_DROPOUT = "dropped out of secure aggregation"
 
 
 class RoundFailed(RuntimeError):
@@ -143,19 +144,11 @@ class MethodStrategy(FedAvg):
         keep the global models when nobody trained."""
         server_round += self.rounds_done
         replies = self._succeeded(server_round, "train", list(replies))
-        reports, arrays_by_model = [], {key: {} for key in self.model_keys}
-        for msg in replies:
-            report = self._report(msg)
-            reports.append(report)
-            if report.trained:
-                for key in self.model_keys:
-                    record = msg.content[key]
-                    arrays_by_model[key][report.name] = [record[k].numpy() for k in self._sent[key]]
-        # Central DP's noise is calibrated to an average with equal weights.
-        private = self.settings.dp_noise_multiplier > 0
-        weights = uniform_weights(reports) if private else self.method.round_weights(reports, self.settings)
-        for report in reports:
-            self._round["clients"][report.name]["weight"] = weights.get(report.name, 0.0)
+        reports = [self._report(msg.content[CLIENT], msg.content[METRICS]) for msg in replies]
+        arrays_by_model = {key: {report.name: [msg.content[key][k].numpy() for k in self._sent[key]]
+                                 for msg, report in zip(replies, reports) if report.trained}
+                           for key in self.model_keys}
+        weights = self._weigh(reports)
         if weights:
             new = {key: _to_record(list(self._sent[key]), weighted_average(arrays_by_model[key], weights))
                    for key in self.model_keys}
@@ -164,13 +157,37 @@ class MethodStrategy(FedAvg):
                            server_round)
             new = dict(self._sent)
         self.extra_arrays = {name: new[name] for name in self.method.extra_models}
+        return new[ARRAYS], self._train_metrics(reports, weights)
+
+    def aggregate_secure_train(self, server_round: int, replies: Mapping[int, Mapping[str, Any]]) -> MetricRecord:
+        """:meth:`aggregate_train`'s bookkeeping for a round whose average SecAgg+ formed (with
+        FedAvg's weights, the only ones it supports): ``replies`` maps each node whose masked
+        model entered the sum to its reply's metrics, which also name the client and its
+        supervision. The clients asked that are not there dropped out of the protocol."""
+        server_round += self.rounds_done
+        self._record_failures(server_round, "train", {name: SECURE_DROPOUT for node, name in self._asked.items()
+                                                      if node not in replies})
+        reports = [self._report(reply, reply) for reply in replies.values()]
+        return self._train_metrics(reports, self._weigh(reports))
+
+    def _weigh(self, reports: Sequence[ClientReport]) -> dict[str, float]:
+        """The clients' weights in the round's average, noted in their entries."""
+        # Central DP's noise is calibrated to an average with equal weights.
+        private = self.settings.dp_noise_multiplier > 0
+        weights = uniform_weights(reports) if private else self.method.round_weights(reports, self.settings)
+        for report in reports:
+            self._round["clients"][report.name]["weight"] = weights.get(report.name, 0.0)
+        return weights
+
+    def _train_metrics(self, reports: Sequence[ClientReport], weights: Mapping[str, float]) -> MetricRecord:
+        """The round's training metrics, kept for its history entry."""
         trained = [r for r in reports if r.trained]
         metrics = MetricRecord({"usable_images": sum(r.usable_images for r in trained),
                                 "trained_clients": len(trained)})
         if trained:
             metrics["train_loss"] = math.fsum(weights[r.name] * r.loss for r in trained)
         self._round["train"] = metrics
-        return new[ARRAYS], metrics
+        return metrics
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
@@ -207,6 +224,15 @@ class MethodStrategy(FedAvg):
                   for msg in replies if msg.has_error()}
         replied = {msg.metadata.src_node_id for msg in replies}
         failed.update({name: NO_REPLY for node, name in self._asked.items() if node not in replied})
+        self._record_failures(server_round, stage, failed)
+        return [msg for msg in replies if not msg.has_error()]
+
+    def _record_failures(self, server_round: int, stage: str, failed: Mapping[str, str]) -> None:
+        """Log and record the clients that failed ``stage`` (name -> kind of failure).
+
+        Raises:
+            RoundFailed: fewer than ``quorum`` of the clients asked succeeded, naming the failed ones.
+        """
         for name, kind in failed.items():
             self._round["clients"].setdefault(name, {})["error"] = kind
             self._round["failures"][stage][name] = kind
@@ -219,7 +245,6 @@ class MethodStrategy(FedAvg):
         if failed:
             logger.warning("round %d: %d of %d clients failed to %s: %s; the round goes on with the others",
                            server_round, len(failed), len(self._asked), stage, listing)
-        return [msg for msg in replies if not msg.has_error()]
 
     def end_round(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         """``evaluate_fn`` of ``start``: commit the finished round (round 0, the initial model,
@@ -246,15 +271,15 @@ class MethodStrategy(FedAvg):
             self.progress.round_done(record)
         return None
 
-    def _report(self, msg: Message) -> ClientReport:
-        """The reply as a ClientReport, noted in the round's per-client entry."""
-        name = str(msg.content[CLIENT]["name"])
+    def _report(self, client: Mapping[str, Any], metrics: Mapping[str, Any]) -> ClientReport:
+        """A training reply (its ``client`` record and its ``metrics``) as a ClientReport, noted
+        in the round's per-client entry."""
+        name = str(client["name"])
         entry = self._round["clients"].get(name)
         if entry is None or not entry["participated"]:
             raise ValueError(f"a training reply from client {name!r}, which was not asked to train this round")
-        metrics = msg.content[METRICS]
         usable = int(metrics[USABLE_KEY])
-        stated = msg.content[CLIENT].get("supervision", entry["supervision"])
+        stated = client.get("supervision", entry["supervision"])
         if stated != entry["supervision"]:
             logger.warning("client %s says its supervision is %s, the run says %s; the run's is used", name, stated,
                            entry["supervision"])

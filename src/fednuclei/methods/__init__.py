@@ -69,6 +69,9 @@ class Method:
             client training every round, and weights that no client's data decide (they become
             equal under DP). FedMix's weights follow the clients' losses and FedST's and
             FedRGD's their usable images, and FedMix keeps two models: they refuse it.
+
+    Whether it may aggregate securely (``secure_aggregation``) follows from the entry: see
+    :attr:`secure_aggregation_obstacle`.
     """
 
     name: str
@@ -96,6 +99,25 @@ class Method:
     def federated(self) -> bool:
         """Whether it trains on Flower (client-side local training, server-side aggregation)."""
         return self.local_training is not None
+
+    @property
+    def secure_aggregation_obstacle(self) -> str:
+        """Why it cannot train with ``secure_aggregation``; empty when it can.
+
+        SecAgg+ reveals to the server only the sum of the clients' weighted models, and their
+        weights: enough for one global model averaged with FedAvg's weights (training images)
+        over the clients of each round, and for nothing else (``fedavg``, ``fedavg_pixel``).
+        """
+        if not self.federated:
+            return "it does not aggregate on Flower"
+        if self.round_weights is not by_training_size:
+            return ("its aggregation weights are not the clients' training images: they depend on what each client "
+                    "reports (its loss, its supervision), so the server must see each client's reply")
+        if self.extra_models:
+            return f"it keeps extra global models {list(self.extra_models)}, which secure aggregation does not carry"
+        if self.participants is not every_client:
+            return "it picks each round's participants itself"
+        return ""
 
 
 METHODS: dict[str, Method] = {method.name: method for method in (
@@ -140,6 +162,8 @@ def settings_for(values: Mapping[str, Any], where: str = "settings") -> RunSetti
         method.check(settings)
     if settings.dp_noise_multiplier > 0:
         _check_central_dp(method, settings, where)
+    if settings.secure_aggregation:
+        _check_secure_aggregation(method, settings, where)
     return settings
 
 
@@ -153,3 +177,20 @@ def _check_central_dp(method: Method, settings: RunSettings, where: str) -> None
     if any(k > settings.first_round for k in settings.join_rounds):
         raise ValueError(f"{where}: central DP assumes every client trains every round of a run; join_rounds "
                          f"{list(settings.join_rounds)} add clients after its first round {settings.first_round}")
+
+
+def _check_secure_aggregation(method: Method, settings: RunSettings, where: str) -> None:
+    """Refuse secure aggregation where the server would need more than the clients' weighted mean."""
+    if method.secure_aggregation_obstacle:
+        supported = [m.name for m in METHODS.values() if not m.secure_aggregation_obstacle]
+        raise ValueError(f"{where}: method {method.name} cannot use secure_aggregation: "
+                         f"{method.secure_aggregation_obstacle}; methods that can: {supported}")
+    if settings.dp_noise_multiplier > 0:
+        raise ValueError(f"{where}: secure_aggregation and central DP (dp_noise_multiplier > 0) exclude each other: "
+                         "central DP clips each client's update on the server, which secure aggregation hides from it")
+    if settings.proximal_mu > 0:
+        raise ValueError(f"{where}: secure_aggregation does not carry FedProx's reference models; set proximal_mu = 0")
+    starters = [name for name, k in settings.client_join_rounds.items() if k <= settings.first_round]
+    if len(starters) < 2:
+        raise ValueError(f"{where}: secure_aggregation needs at least 2 clients training from round "
+                         f"{settings.first_round} (SecAgg+ masks each client's model with the others'); got {starters}")

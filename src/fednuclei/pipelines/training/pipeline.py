@@ -11,7 +11,7 @@ from functools import partial, update_wrapper
 
 from kedro.pipeline import Node, Pipeline, pipeline
 
-from fednuclei.methods import METHODS, method_of
+from fednuclei.methods import METHODS, Method, method_of
 
 from ..augmentation import create_pipeline as augmentation
 from ..data_processing import create_pipeline as data_processing
@@ -48,18 +48,7 @@ def create_method_pipeline(name: str) -> Pipeline:
     parameters = [f"params:{view}.labels", "params:training", "params:profiles", "params:profile"]
     evaluated = ["metrics_per_image", "metrics_summary", "predictions", "overlays"]
     history = "round_history" if method.federated else "training_history"  # a federated run's rounds span its stages
-    reports = [
-        Node(round_metrics, history, "round_metrics", name="round_metrics"),
-        Node(plot_learning_curves, history, "learning_curves", name="plot_learning_curves"),
-        Node(final_metrics, "metrics_summary", "final_metrics", name="final_metrics"),
-        Node(plot_client_scores, "metrics_per_image", "client_scores", name="plot_client_scores"),
-        Node(plot_best_and_worst, ["metrics_per_image", "evaluation_tiles", "predictions"], "best_and_worst",
-             name="plot_best_and_worst"),
-    ]
-    if method.federated:
-        reports.append(Node(plot_client_rounds, history, "client_rounds", name="plot_client_rounds"))
-    if method.model_per_client:
-        reports.append(Node(plot_cross_site_dice, "cross_site_dice", "cross_site_plot", name="plot_cross_site_dice"))
+    reports = _report_nodes(method, history)
     if method.model_per_client:
         nodes = [
             Node(for_method(run_settings, name), [*data, "tile_manifest", *parameters], "run_settings",
@@ -101,6 +90,23 @@ def create_method_pipeline(name: str) -> Pipeline:
         ]
     return pipeline(Pipeline(nodes + reports), namespace=name, inputs={*data, "tile_manifest", "evaluation_tiles"},
                     parameters={"params:profiles", "params:profile", f"params:{view}.labels"})
+
+
+def _report_nodes(method: Method, history: str) -> list[Node]:
+    """Tables and plots of a trained method, from its round history and its evaluation."""
+    reports = [
+        Node(round_metrics, history, "round_metrics", name="round_metrics"),
+        Node(plot_learning_curves, history, "learning_curves", name="plot_learning_curves"),
+        Node(final_metrics, "metrics_summary", "final_metrics", name="final_metrics"),
+        Node(plot_client_scores, "metrics_per_image", "client_scores", name="plot_client_scores"),
+        Node(plot_best_and_worst, ["metrics_per_image", "evaluation_tiles", "predictions"], "best_and_worst",
+             name="plot_best_and_worst"),
+    ]
+    if method.federated:
+        reports.append(Node(plot_client_rounds, history, "client_rounds", name="plot_client_rounds"))
+    if method.model_per_client:
+        reports.append(Node(plot_cross_site_dice, "cross_site_dice", "cross_site_plot", name="plot_cross_site_dice"))
+    return reports
 
 
 def end_to_end(name: str) -> Pipeline:
