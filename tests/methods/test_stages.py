@@ -24,6 +24,13 @@ def test_a_joiner_splits_the_run_at_its_round():
     assert scratch.clients == incremental.clients
 
 
+def test_only_the_incremental_stage_is_pulled_towards_the_pre_join_model():
+    stages = plan_stages({**VALUES, "proximal_mu": 0.01}, CLIENTS, new_tiles=False, first_data=FIRST, all_data=ALL)
+    assert (stages.first.proximal_mu, stages.incremental.proximal_mu, stages.scratch.proximal_mu) == (0.0, 0.01, 0.0)
+    unpulled = plan_stages(VALUES, CLIENTS, new_tiles=False, first_data=FIRST, all_data=ALL)
+    assert (stages.first, stages.scratch) == (unpulled.first, unpulled.scratch)  # changing mu leaves them fresh
+
+
 def test_new_tiles_alone_add_rounds_after_the_plan():
     clients = {"a": Client("pixel"), "b": Client("pixel")}
     stages = plan_stages(VALUES, clients, new_tiles=True, first_data=FIRST, all_data=ALL)

@@ -73,9 +73,12 @@ def plan_stages(values: Mapping[str, Any], clients: Mapping[str, Client], new_ti
     for name, k in joins.items():
         if k > last:
             logger.warning("client %s joins at round %d, after the last round %d: it never trains", name, k, last)
+    # FedProx pulls towards the pre-join model, which only the incremental stage has: the other
+    # stages leave proximal_mu out, so that changing it retrains the incremental stage alone.
+    unpulled = {"proximal_mu": 0.0}
     first = settings_for({**values, **first_data, "clients": starting,
                           "supervision": [clients[name].supervision for name in starting],
-                          "num_server_rounds": start - 1})
+                          "num_server_rounds": start - 1, **unpulled})
     everyone = {**values, **all_data, "clients": list(clients),
                 "supervision": [client.supervision for client in clients.values()]}
     anything_new = bool(later) or new_tiles
@@ -85,7 +88,7 @@ def plan_stages(values: Mapping[str, Any], clients: Mapping[str, Client], new_ti
         return Stages(first, settings_for({**everyone, "first_round": start, "num_server_rounds": start - 1}), first)
     incremental = settings_for({**everyone, "join_rounds": [joins[name] for name in clients], "first_round": start,
                                 "num_server_rounds": last})
-    scratch = settings_for({**everyone, "num_server_rounds": last})
+    scratch = settings_for({**everyone, "num_server_rounds": last, **unpulled})
     return Stages(first, incremental, scratch)
 
 
