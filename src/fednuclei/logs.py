@@ -7,7 +7,9 @@ import logging
 import os
 import time
 import warnings
+from pathlib import Path
 
+import yaml
 from kedro.framework.hooks import hook_impl
 from kedro.framework.project import LOGGING
 
@@ -43,19 +45,21 @@ def quiet_libraries() -> None:
 
 
 class QuietLogsHook:
-    """Applies the project's logging configuration again once Flower is imported: Flower adds its
-    own console handler and sets its logger to DEBUG when first imported, which would print its
-    records twice and all of them. Then applies :data:`LEVEL_VARIABLE`. Says when the run ends."""
+    """Applies the project's logging configuration again once Flower is imported, when the
+    project's context is made: Flower adds its own console handler and sets its logger to DEBUG
+    when first imported, which would print its records twice and all of them; and a ``kedro run``
+    started from a subfolder did not find the configuration. Then applies :data:`LEVEL_VARIABLE`.
+    Says when the run ends."""
 
     def __init__(self) -> None:
         self._started = time.perf_counter()
 
     @hook_impl
-    def before_pipeline_run(self) -> None:
+    def after_context_created(self, context) -> None:
         self._started = time.perf_counter()
         import flwr.common.logger  # noqa: F401 - imported now, so that its setup is undone below
 
-        LOGGING.configure(LOGGING.data)
+        LOGGING.configure(_configuration(Path(context.project_path)))
         level = os.environ.get(LEVEL_VARIABLE, "").upper()
         if level:
             for name in {*DETAILED_LOGGERS, *LOGGING.data.get("loggers", {})}:
@@ -66,3 +70,13 @@ class QuietLogsHook:
     def after_pipeline_run(self, run_params: dict) -> None:
         names = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
         logger.info("%s finished in %s", " + ".join(names), duration(time.perf_counter() - self._started))
+
+
+def _configuration(project: Path) -> dict:
+    """The logging configuration Kedro chose, or the project's own where Kedro, started from a
+    folder below the project's (``notebooks/``), looked for ``conf/logging.yml`` there and fell
+    back to its default."""
+    own = project / "conf" / "logging.yml"
+    if os.environ.get("KEDRO_LOGGING_CONFIG") or not own.is_file():
+        return LOGGING.data
+    return yaml.safe_load(own.read_text())

@@ -41,7 +41,7 @@ def local_conf(project, *, tiles_per_hospital=8, inked=(), joiner="pixel"):
     (local / "parameters_data_processing.yml").write_text(yaml.safe_dump({"clients": clients}))
 
 
-def test_an_inked_hospital_joins_fedavg_gains_and_the_old_clients_change_is_reported(kedro_project):
+def test_an_inked_hospital_joins_fedavg_gains_and_the_old_clients_change_is_reported(kedro_project, monkeypatch):
     local_conf(kedro_project, inked=[4])
     _check(kedro_project("run", "--pipeline", "fedavg", "--params", FAST))
     reports = kedro_project.path / "data" / "08_reporting" / "fedavg"
@@ -69,7 +69,9 @@ def test_an_inked_hospital_joins_fedavg_gains_and_the_old_clients_change_is_repo
     assert gain >= MIN_GAIN
     assert report.loc["hospital_4", "aji_change"] > report.loc["old clients", "aji_change"] + 0.01
 
-    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{kedro_project.path / 'mlflow.db'}")
+    # MLflow resolves a logged model's artifacts through the global tracking URI, whatever the client's
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{kedro_project.path / 'mlflow.db'}")
+    client = mlflow.tracking.MlflowClient()
     (experiment,) = [e for e in client.search_experiments() if e.name == "fednuclei"]
     (run,) = client.search_runs([experiment.experiment_id], filter_string="tags.method = 'fedavg'")
     assert run.data.metrics["fedavg.incremental.bwt_dice"] == pytest.approx(backward_transfer)

@@ -21,9 +21,6 @@ def augment_training_tiles(partitions: dict[str, list[Tile]], augmentation: dict
         training = [t for t in tiles if t.split == "train"]
         augmented[client] = augment_tiles(training, augmentation["copies"], augmentation["seed"], recipe)
         logger.debug("Client %s: %d augmented copies of %d training tiles", client, len(augmented[client]), len(training))
-    if any(augmented.values()):
-        logger.info("%d augmented copies of the training tiles of %d client(s)", sum(map(len, augmented.values())),
-                    sum(bool(copies) for copies in augmented.values()))
     return augmented
 
 
