@@ -45,3 +45,8 @@ def test_a_linked_folder_is_signed_by_what_it_points_to(tmp_path):
     signature = path_signature(tmp_path / "raw")
     (tmp_path / "dataset" / "b.tif").write_bytes(b"tif")
     assert path_signature(tmp_path / "raw") != signature
+
+
+def test_a_path_below_a_file_is_absent(tmp_path):
+    (tmp_path / "models").write_text("")  # a file where a folder of outputs should be
+    assert path_signature(tmp_path / "models" / "run_settings.json") is None

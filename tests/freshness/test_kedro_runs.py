@@ -138,7 +138,7 @@ def test_a_failed_run_leaves_no_record_for_what_it_did_not_finish(project):
     finally:
         models.unlink()
         models.with_name("fedavg.kept").rename(models)
-    assert failed.returncode != 0 and f"Not a directory: '{models}/" in failed.log
+    assert failed.returncode != 0 and f"File exists: '{models}'" in failed.log
     after = _records(project)
     for name in readers("fedavg", "params:augmentation"):  # finished before the failure: recorded anew
         assert after[name]["params"] != before[name]["params"], name

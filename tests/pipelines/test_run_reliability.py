@@ -117,7 +117,8 @@ def test_a_second_run_at_once_stops_naming_the_lock_and_the_first_runs_store_is_
     abandoned = killed_mlflow_run(f"sqlite:///{project / 'mlflow.db'}", project)  # a run killed earlier
     (project / "notebooks").mkdir()
     started = StartedKedro(project, "run", "--pipeline", "centralized", "--all", cwd=project / "notebooks")
-    while "PID" not in (project / LOCK_FILE).read_text():
+    lock = project / LOCK_FILE
+    while not (lock.is_file() and "PID" in lock.read_text()):
         assert started.process.poll() is None, started.log[-3000:]
         time.sleep(0.2)
     second = run_kedro(project, "run", "--pipeline", "data_processing")

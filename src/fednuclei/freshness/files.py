@@ -27,7 +27,7 @@ def path_signature(path: str | os.PathLike) -> str | None:
     path = Path(path)
     try:
         status = path.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there, or a file where a folder should be
         return None
     if path.is_dir():
         return f"tree:{_tree_signature(path)}"
