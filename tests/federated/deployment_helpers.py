@@ -165,3 +165,18 @@ def flwr_run(env: dict[str, str], folder: Path, settings: RunSettings, connectio
     settings_file.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()))
     return flwr(env, folder, "run", str(REPO), connection, "--stream", "--run-config", f"settings='{settings_file}'",
                 timeout=RUN_TIMEOUT_S)
+
+
+def tls_superlink(processes: Processes, folder: Path, *options: str) -> tuple[int, Path]:
+    """A SuperLink serving TLS on a free port of 127.0.0.1 (with ``options``), with certificates
+    that ``deploy/make_certificates.sh`` makes under ``folder/certificates``, started and
+    listening. Returns its port and the CA's certificate, which clients trust."""
+    certificates = folder / "certificates"
+    subprocess.run([str(REPO / "deploy" / "make_certificates.sh"), str(certificates)], check=True, capture_output=True)
+    port = free_port()
+    link, log = processes.start(
+        "superlink", "flower-superlink", "--ssl-ca-certfile", str(certificates / "ca.crt"),
+        "--ssl-certfile", str(certificates / "server.pem"), "--ssl-keyfile", str(certificates / "server.key"),
+        *options, "--port", str(port), "--disable-runtime-dependency-installation")
+    wait_for_port(port, link, log)
+    return port, certificates / "ca.crt"

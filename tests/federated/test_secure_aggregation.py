@@ -3,7 +3,6 @@ in one process, and a deployment over TLS that runs it and times it against a pl
 
 from __future__ import annotations
 
-import subprocess
 import time
 from dataclasses import replace
 
@@ -16,13 +15,12 @@ from fednuclei.federated.server_app import run_server
 from fednuclei.methods import METHODS, settings_for
 from fednuclei.model.files import load_model
 from tests.federated.deployment_helpers import (
-    REPO,
     Processes,
     flower_env,
     flwr_run,
     free_port,
     site_config,
-    wait_for_port,
+    tls_superlink,
     write_connections,
 )
 from tests.federated.in_process import InProcessGrid
@@ -116,21 +114,14 @@ def test_secure_aggregation_over_tls_matches_plain_fedavg_and_costs_some_time(tm
     env = flower_env(tmp_path)
     data = tmp_path / "hospitals"
     write_client_data(data, CLIENTS)
-    certificates = tmp_path / "certificates"
-    subprocess.run([str(REPO / "deploy" / "make_certificates.sh"), str(certificates)], check=True, capture_output=True)
     with Processes(tmp_path, env) as processes:
-        link_port = free_port()
-        link, link_log = processes.start(
-            "superlink", "flower-superlink", "--ssl-ca-certfile", str(certificates / "ca.crt"),
-            "--ssl-certfile", str(certificates / "server.pem"), "--ssl-keyfile", str(certificates / "server.key"),
-            "--port", str(link_port), "--disable-runtime-dependency-installation")
-        wait_for_port(link_port, link, link_log)
+        link_port, ca = tls_superlink(processes, tmp_path)
         for client in CLIENTS:
             processes.start(f"supernode-{client}", "flower-supernode", "--root-certificates",
-                            str(certificates / "ca.crt"), "--superlink", f"127.0.0.1:{link_port}",
+                            str(ca), "--superlink", f"127.0.0.1:{link_port}",
                             "--port", str(free_port()), "--node-config", site_config(client, data))
         write_connections(env, "hospitals", {"hospitals": {"address": f"127.0.0.1:{link_port}",
-                                                           "root-certificates": str(certificates / "ca.crt")}})
+                                                           "root-certificates": str(ca)}})
         runs = {}
         for secure in (False, True):
             settings = tiny_settings(data, num_server_rounds=1, secure_aggregation=secure, secure_max_images=2,

@@ -23,7 +23,6 @@ import pytest
 
 from fednuclei.federated.checkpoint import RunStore
 from tests.federated.deployment_helpers import (
-    REPO,
     START_TIMEOUT_S,
     Processes,
     flower_env,
@@ -31,8 +30,8 @@ from tests.federated.deployment_helpers import (
     flwr_run,
     free_port,
     site_config,
+    tls_superlink,
     wait_for_exit,
-    wait_for_port,
     write_connections,
 )
 from tests.sample_data import CLIENTS, tiny_settings, write_client_data
@@ -77,22 +76,15 @@ def secure_federation(tmp_path):
     env = flower_env(tmp_path)
     data = tmp_path / "hospitals"
     write_client_data(data, (*CLIENTS, UNREGISTERED))
-    certificates = tmp_path / "certificates"
-    subprocess.run([str(REPO / "deploy" / "make_certificates.sh"), str(certificates)], check=True, capture_output=True)
     with Processes(tmp_path, env) as processes:
-        link_port = free_port()
-        link, link_log = processes.start(
-            "superlink", "flower-superlink", "--ssl-ca-certfile", str(certificates / "ca.crt"),
-            "--ssl-certfile", str(certificates / "server.pem"), "--ssl-keyfile", str(certificates / "server.key"),
-            "--enable-supernode-auth", "--port", str(link_port), "--disable-runtime-dependency-installation")
-        wait_for_port(link_port, link, link_log)
+        link_port, ca = tls_superlink(processes, tmp_path, "--enable-supernode-auth")
         write_connections(env, CONNECTION, {
-            CONNECTION: {"address": f"127.0.0.1:{link_port}", "root-certificates": str(certificates / "ca.crt")},
+            CONNECTION: {"address": f"127.0.0.1:{link_port}", "root-certificates": str(ca)},
             WITHOUT_CA: {"address": f"127.0.0.1:{link_port}"},
         })
 
         def supernode(client: str, private_key: Path | None, trusts_ca: bool = True, name: str = ""):
-            tls = ["--root-certificates", str(certificates / "ca.crt")] if trusts_ca else []
+            tls = ["--root-certificates", str(ca)] if trusts_ca else []
             key = ["--auth-supernode-private-key", str(private_key)] if private_key else []
             return processes.start(
                 name or f"supernode-{client}", "flower-supernode", *tls, *key, "--superlink", f"127.0.0.1:{link_port}",
