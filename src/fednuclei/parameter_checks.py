@@ -17,7 +17,7 @@ from typing import Any
 
 from fednuclei.augment import AugmentationRecipe
 from fednuclei.data.partition import LABEL_VIEWS, SPLITS, ClientConfigError, validate_clients
-from fednuclei.methods import METHODS, settings_for
+from fednuclei.methods import METHODS, profile_values, settings_for
 from fednuclei.run_settings import RunSettings
 
 
@@ -142,12 +142,11 @@ def _check_training(parameters: Mapping[str, Any], method: str, clients: list[di
     """The method's settings as its ``run_settings`` node builds them; a problem is blamed on the
     active profile when the profile alone has it, on ``<method>.training`` otherwise."""
     profile, profiles = _value(parameters, "profile"), _value(parameters, "profiles")
-    if not isinstance(profiles, Mapping) or profile not in profiles:
-        raise ParameterError(f"parameter profile: {profile!r} is not one of the compute profiles "
-                             f"{sorted(profiles) if isinstance(profiles, Mapping) else profiles!r}")
-    chosen = _mapping(profiles[profile], f"profiles.{profile}", "run settings")
-    training = _mapping(_value(parameters, f"{method}.training") or {}, f"{method}.training", "run settings")
-    values = {**chosen, **training, "method": method}
+    try:
+        values = profile_values(profiles, profile, _value(parameters, f"{method}.training") or {}, method)
+    except ValueError as error:
+        raise ParameterError(str(error)) from None
+    chosen = profiles[profile]
     if clients is not None:
         starting = [client for client in clients if client.get("join_round", 0) <= 1]
         full = METHODS[method].label_view == "full"

@@ -148,6 +148,23 @@ def method_of(name: str) -> Method:
     return METHODS[name]
 
 
+def profile_values(profiles: Any, profile: str, training: Any, method: str) -> dict[str, Any]:
+    """A method's run settings values before its clients and data: the compute profile
+    ``profile`` of ``profiles``, the method's own parameters ``training`` over it, and its name.
+
+    Raises:
+        ValueError: ``profile`` is not one of ``profiles``, or a part is not a mapping, named by
+            its parameter key.
+    """
+    if not isinstance(profiles, Mapping) or profile not in profiles:
+        known = sorted(profiles) if isinstance(profiles, Mapping) else profiles
+        raise ValueError(f"parameter profile: {profile!r} is not one of the compute profiles {known!r}")
+    for key, value in ((f"profiles.{profile}", profiles[profile]), (f"{method}.training", training)):
+        if not isinstance(value, Mapping):
+            raise ValueError(f"parameter {key} must be a mapping of run settings, got {value!r}")
+    return {**profiles[profile], **training, "method": method}
+
+
 def settings_for(values: Mapping[str, Any], where: str = "settings") -> RunSettings:
     """The settings of a run of ``values["method"]`` (default ``fedavg``): the method's own
     defaults, overridden by ``values``, checked by the settings and by the method.

@@ -24,7 +24,7 @@ from fednuclei.drawing import (
 )
 from fednuclei.evaluation import cross_site_dice, score_tiles
 from fednuclei.federated.simulation import run_federated
-from fednuclei.methods import method_of, settings_for
+from fednuclei.methods import method_of, profile_values, settings_for
 from fednuclei.methods.baselines import labelled_client_tiles
 from fednuclei.methods.stages import Client, plan_stages
 from fednuclei.metrics import summarise
@@ -55,7 +55,7 @@ def run_settings(
     method's defaults, the profile's budget and the method's own parameters over them, the
     clients that start the federation with their supervision levels (all ``pixel`` in the
     ``full`` label view), and where their patches and validation tiles are."""
-    values = _values(training, profiles, profile, method)
+    values = profile_values(profiles, profile, training, method)
     clients = {name: client for name, client in _clients(tile_manifest, labels).items() if client.join_round <= 1}
     return settings_for({**values, **_data([client_patches, augmented_patches], [client_partitions]),
                          "clients": list(clients), "supervision": [c.supervision for c in clients.values()]},
@@ -85,16 +85,10 @@ def stage_settings(
     clients = _clients(tile_manifest, labels)
     new_tiles = bool((tile_manifest["incremental"] & (tile_manifest["join_round"] <= 1)).any())
     try:
-        stages = plan_stages(_values(training, profiles, profile, method), clients, new_tiles, first, everything)
+        stages = plan_stages(profile_values(profiles, profile, training, method), clients, new_tiles, first, everything)
     except ValueError as error:
         raise ValueError(f"{_where(profile, method)}: {error}") from error
     return stages.first, stages.incremental, stages.scratch
-
-
-def _values(training: dict, profiles: dict, profile: str, method: str) -> dict:
-    if profile not in profiles:
-        raise ValueError(f"unknown compute profile {profile!r}; profiles: {sorted(profiles)}")
-    return {**profiles[profile], **training, "method": method}
 
 
 def _where(profile: str, method: str) -> str:
