@@ -43,7 +43,7 @@ def test_score_tiles_reports_every_metric_per_tile(synthetic_tiles):
     assert (per_image["n_true"] == [t.n_nuclei for t in tiles]).all()
 
 
-def test_post_processing_in_worker_processes_gives_what_one_process_gives(synthetic_tiles):
+def test_post_processing_in_worker_threads_gives_what_one_thread_gives(synthetic_tiles):
     tiles = [replace(t, client=t.group, split="test") for t in synthetic_tiles[:6]]
     one, one_predictions = score_tiles(lambda tile: DarknessModel(), tiles, patch=32, workers=1)
     many, many_predictions = score_tiles(lambda tile: DarknessModel(), tiles, patch=32, workers=2)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -14,10 +13,9 @@ import torch
 from tqdm.auto import tqdm
 
 from fednuclei.data.tiles import Tile
-from fednuclei.metrics import pixel_metrics
+from fednuclei.metrics import image_metrics, pixel_metrics
 from fednuclei.model.inference import predict_probabilities
 from fednuclei.model.postprocess import Postprocess, instances_from_probabilities
-from fednuclei.scoring import score_prediction
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +25,14 @@ def segment_image(model: torch.nn.Module, image: np.ndarray, *, patch: int = 256
     """Nuclei instances of a whole (H, W, 3) uint8 image at native resolution: (H, W) int32, 0 = background."""
     probs = predict_probabilities(model, image, patch=patch, overlap=overlap, device=device, tta=tta)
     return instances_from_probabilities(probs, postprocess)
+
+
+def score_prediction(probs: np.ndarray, instances: np.ndarray, has_instances: bool,
+                     postprocess: Postprocess | None = None) -> tuple[np.ndarray, dict[str, float]]:
+    """The predicted instances of one tile, from its (2, H, W) probabilities, and its metrics
+    against the true ``instances`` (object metrics NaN unless ``has_instances``)."""
+    predicted = instances_from_probabilities(probs, postprocess)
+    return predicted, image_metrics(predicted, instances, has_instances)
 
 
 def score_tiles(
@@ -40,15 +46,15 @@ def score_tiles(
     postprocess: Postprocess | None = None,
     workers: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """Segment and score every tile: the model predicts here, one tile after another; the
-    watershed and the metrics of each tile run in ``workers`` processes (default: one per CPU
-    core) while the model goes on with the next tiles.
+    """Segment and score every tile: the model predicts one tile after another; the watershed
+    and the metrics of each tile run in ``workers`` threads (default: one per CPU core) while
+    the model goes on with the next tiles.
 
     Args:
         model_for: the model that segments a tile (one global model, or a tile's own client model).
         tiles: tiles with ground-truth instances.
         tta, postprocess: see :func:`segment_image`.
-        workers: processes for the post-processing; 1 runs it here.
+        workers: threads for the post-processing; 1 runs it in this thread.
 
     Returns:
         One row per tile (tile, client, organ, source, split, has_instances, n_true, n_predicted and
@@ -59,8 +65,9 @@ def score_tiles(
         if tile.instances is None:
             raise ValueError(f"tile {tile.name} has no ground-truth instances to score against")
     workers = min(workers or os.cpu_count() or 1, max(len(tiles), 1))
-    # forkserver: workers start from a clean process, not a fork of one running torch's threads
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) if workers > 1 else None
+    # Threads, not processes: scikit-image's watershed, SciPy's distance transform and NumPy
+    # release the GIL, and a thread needs neither a start-up import nor copies of the arrays.
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="scoring") if workers > 1 else None
     try:
         pending = []
         # disable=None: a bar on a terminal, nothing in a log file
