@@ -15,7 +15,7 @@ Flower or MLflow), on the five MoNuSeg organ clients (raw layout or prepared cli
 3. centralized training on the pooled patches for the same budget;
 4. both models' Dice, AJI and PQ on the validation tiles, the clients' test tiles and the
    official MoNuSeg test tiles when present, and the wall time of scoring the validation tiles
-   (and 15 synthetic tiles) with the post-processing in one process against one per CPU core.
+   (and 15 synthetic tiles) with the post-processing in one thread against one per CPU core.
 
 Writes one JSON (``--out``).
 """
@@ -177,7 +177,7 @@ def quality(model: torch.nn.Module, clients: OrganClients, settings: RunSettings
 
 
 def parallel_scoring(model: torch.nn.Module, tiles: list[Tile], settings: RunSettings, device: torch.device) -> dict:
-    """Wall time of scoring ``tiles``, post-processing in one process or in one per CPU core."""
+    """Wall time of scoring ``tiles``, post-processing in this thread or in one thread per CPU core."""
     seconds = {}
     for workers in (1, os.cpu_count() or 1):
         start = time.perf_counter()
