@@ -52,6 +52,8 @@ VARIANTS = {
     "contour_weight_2": {"contour_weight": 2.0},
     "cosine_lr": {"lr_schedule": "cosine"},
     "flip_rotate": {"flip_rotate": True},
+    # the two winners of the single changes, together
+    "contour_width_2_weight_2": {"contour_width": 2, "contour_weight": 2.0},
 }
 AUGMENTED_COPIES = 4
 
