@@ -154,11 +154,12 @@ class RunSettings:
     lr_schedule: str = "constant"
     flip_rotate: bool = False
     contour_width: int = 1
-    contour_weight: float = 1.0
+    # The quality levers' defaults won on MoNuSeg validation tiles (benchmarks/ablation.py).
+    contour_weight: float = 2.0
     infer_patch: int = 256
     infer_overlap: float = 0.25
-    tta: bool = False
-    watershed: str = "contour"
+    tta: bool = True
+    watershed: str = "blend"
     foreground_threshold: float = 0.5
     contour_threshold: float = 0.5
     gpu_fraction: float = 0.25

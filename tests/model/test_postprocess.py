@@ -21,7 +21,8 @@ def test_contour_line_splits_touching_discs():
     contour = np.zeros_like(foreground)
     contour[:, 20:22] = foreground[:, 20:22]  # the line between them, as the model would mark it
     probs = np.stack([0.9 * foreground + 0.05, 0.9 * contour + 0.05])
-    instances = instances_from_probabilities(probs)
+    by_contour = Postprocess("contour", 0.5, 0.5)
+    instances = instances_from_probabilities(probs, by_contour)
     assert instances.dtype == np.int32
     assert sorted(np.unique(instances)) == [0, 1, 2]
     np.testing.assert_array_equal(instances > 0, labels > 0)
@@ -30,7 +31,7 @@ def test_contour_line_splits_touching_discs():
         overlap = np.bincount(labels[instances == found], minlength=3)
         assert overlap.max() >= 0.95 * overlap.sum()
     # without the line they merge
-    merged = instances_from_probabilities(np.stack([probs[0], np.full_like(contour, 0.05)]))
+    merged = instances_from_probabilities(np.stack([probs[0], np.full_like(contour, 0.05)]), by_contour)
     assert merged.max() == 1
 
 
