@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -67,8 +68,11 @@ class StartedKedro:
         self.log_path = project.parent / f"kedro-{time.time_ns()}.log"
         self._start = time.perf_counter()
         with open(self.log_path, "w") as log:
+            # Ctrl-C's default action, as on a terminal, even where pytest was started with SIGINT ignored
+            # (a shell's background job): Python then never raises KeyboardInterrupt
             self.process = subprocess.Popen([KEDRO, *args], cwd=cwd or project, stdout=log, stderr=subprocess.STDOUT,
-                                            env={**kedro_environment(project), "PYTHONUNBUFFERED": "1"})
+                                            env={**kedro_environment(project), "PYTHONUNBUFFERED": "1"},
+                                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     @property
     def log(self) -> str:
