@@ -73,24 +73,25 @@ def run(variant: str, changes: dict, patches: list, val: list, epochs: int, devi
     model, history = train_with_validation(patches, val, settings, device, label="ablation")
     seconds = time.perf_counter() - start
     rows = []
-    for tta in (False, True):
-        # one prediction per tile, post-processed every way
-        probabilities = [predict_probabilities(model, tile.image, patch=settings.infer_patch,
-                                               overlap=settings.infer_overlap, device=device, tta=tta) for tile in val]
-        for watershed, (foreground, contour) in itertools.product(WATERSHEDS, thresholds):
-            postprocess = Postprocess(watershed, foreground, contour)
-            with ThreadPoolExecutor() as pool:
+    with ThreadPoolExecutor() as pool:  # post-processing, one thread per core
+        for tta in (False, True):
+            # one prediction per tile, post-processed every way
+            probabilities = [predict_probabilities(model, tile.image, patch=settings.infer_patch,
+                                                   overlap=settings.infer_overlap, device=device, tta=tta)
+                             for tile in val]
+            for watershed, (foreground, contour) in itertools.product(WATERSHEDS, thresholds):
+                postprocess = Postprocess(watershed, foreground, contour)
                 scores = list(pool.map(lambda probs, tile: score_prediction(probs, tile.instances, tile.has_instances,
                                                                             postprocess)[1], probabilities, val))
-            means = pd.DataFrame(scores)[["dice", "aji", "pq"]].mean()
-            rows.append({"variant": variant, "changes": json.dumps(changes), "epochs": epochs,
-                         "patches": len(patches), "watershed": watershed, "tta": tta,
-                         "foreground_threshold": foreground, "contour_threshold": contour,
-                         "val_dice": round(float(means["dice"]), 4), "val_aji": round(float(means["aji"]), 4),
-                         "val_pq": round(float(means["pq"]), 4), "n_val_tiles": len(val),
-                         "best_block": int(max(history, key=lambda h: h["val_dice"])["round"]),
-                         "train_minutes": round(seconds / 60, 1)})
-            print(rows[-1], flush=True)
+                means = pd.DataFrame(scores)[["dice", "aji", "pq"]].mean()
+                rows.append({"variant": variant, "changes": json.dumps(changes), "epochs": epochs,
+                             "patches": len(patches), "watershed": watershed, "tta": tta,
+                             "foreground_threshold": foreground, "contour_threshold": contour,
+                             "val_dice": round(float(means["dice"]), 4), "val_aji": round(float(means["aji"]), 4),
+                             "val_pq": round(float(means["pq"]), 4), "n_val_tiles": len(val),
+                             "best_block": int(max(history, key=lambda h: h["val_dice"])["round"]),
+                             "train_minutes": round(seconds / 60, 1)})
+                print(rows[-1], flush=True)
     return rows
 
 
